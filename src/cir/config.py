@@ -1,0 +1,198 @@
+"""Typed configs: YAML files and `key=value` overrides merged into dataclasses, strictly.
+
+Defaults live only in the dataclasses. An unknown key (with a did-you-mean), a missing required key
+or a wrong type raises `ConfigError` naming the key and the source; all errors are reported together.
+Anchors: nanoGPT's configurator (type match), torchtune's `key=value` overrides, TamperBench's
+`from_dict` key checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from cir.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping from `path`.
+
+    Raises:
+        ConfigError: if the file is missing, not valid YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({error})") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn `["a.b=1", "c=x"]` into `{"a": {"b": 1}, "c": "x"}`; values are parsed as YAML scalars.
+
+    Raises:
+        ConfigError: if an item has no `=`.
+    """
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. unlearn.budget=0.01)")
+        value = yaml.safe_load(text) if text else ""
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `base` with `update` merged in, recursively for nested mappings."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
+    """Build dataclass `cls` from `data`, checking every key and type.
+
+    Raises:
+        ConfigError: listing every unknown key, missing required key and wrong type.
+    """
+    errors: list[str] = []
+    instance = _build(cls, data, source, errors)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return instance  # type: ignore[return-value]
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Return a JSON-friendly dict of a config dataclass (paths as strings)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def split_sections(data: Mapping[str, Any], sections: list[str], source: str) -> dict[str, dict[str, Any]]:
+    """Split a top-level config into its named sections (each a mapping), rejecting unknown ones.
+
+    Raises:
+        ConfigError: if a section is unknown or not a mapping.
+    """
+    errors = [_unknown(key, sections, source) for key in data if key not in sections]
+    result: dict[str, dict[str, Any]] = {}
+    for name in sections:
+        value = data[name] if name in data else {}
+        if not isinstance(value, Mapping):
+            errors.append(f"{source}: section {name!r} must be a mapping, got {type(value).__name__}")
+        else:
+            result[name] = dict(value)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return result
+
+
+def _unknown(key: str, known: typing.Iterable[str], source: str) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{source}: unknown key {key!r}{hint}"
+
+
+def _build(cls: type, data: Mapping[str, Any], source: str, errors: list[str]) -> Any:
+    if not isinstance(data, Mapping):
+        errors.append(f"{source}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+        return None
+    errors_before = len(errors)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    errors.extend(_unknown(key, fields, source) for key in data if key not in fields)
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        where = f"{source}: {name}"
+        if name in data:
+            values[name] = _coerce(data[name], hints[name], where, errors)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            errors.append(f"{where}: required key is missing")
+    if len(errors) > errors_before:
+        return None
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str, errors: list[str]) -> Any:
+    """Check `value` against type `hint`, converting where it is lossless (int -> float, str -> Path)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            trial: list[str] = []
+            result = _coerce(value, option, where, trial)
+            if not trial:
+                return result
+        errors.append(f"{where}: expected {_name(hint)}, got {value!r}")
+        return None
+    if origin is typing.Literal:
+        if value not in args:
+            errors.append(f"{where}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{where}: expected a list, got {value!r}")
+            return None
+        item_hint = args[0] if args else Any
+        items = [_coerce(v, item_hint, f"{where}[{i}]", errors) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, errors)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is Path and isinstance(value, str):
+        return Path(value)
+    if hint is bool and not isinstance(value, bool):
+        errors.append(f"{where}: expected true or false, got {value!r}")
+        return None
+    if hint is int and isinstance(value, bool):
+        errors.append(f"{where}: expected an integer, got {value!r}")
+        return None
+    if isinstance(hint, type) and not isinstance(value, hint):
+        errors.append(f"{where}: expected {_name(hint)}, got {value!r}")
+        return None
+    return value
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))

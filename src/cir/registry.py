@@ -1,0 +1,70 @@
+"""A name -> component registry: a method or an attack is one file that registers itself here.
+
+Anchor: TamperBench's `ATTACKS_REGISTRY`. Lookup of an unknown name lists the known ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cir.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: how to build it and the dataclass that configures it."""
+
+    name: str
+    build: Callable[..., Any]  # build(config) -> component
+    config_class: type
+    description: str
+
+
+class Registry:
+    """Maps names to components of one kind (methods or attacks)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, config_class: type, description: str) -> Callable[[Any], Any]:
+        """Return a decorator that registers a class or factory under `name`.
+
+        Raises:
+            ValueError: if `name` is already taken (a programming error, not a user one).
+        """
+
+        def decorate(build: Any) -> Any:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = Entry(name, build, config_class, description)
+            return build
+
+        return decorate
+
+    def get(self, name: str) -> Entry:
+        """Return the entry called `name`.
+
+        Raises:
+            ConfigError: if no such entry exists; the message lists the known names.
+        """
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        """Return the registered names, sorted."""
+        return sorted(self._entries)
+
+    def build(self, name: str, config: Any) -> Any:
+        """Build the component `name` from its config dataclass."""
+        return self.get(name).build(config)
+
+
+METHODS = Registry("method")
+ATTACKS = Registry("attack")
