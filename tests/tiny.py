@@ -51,7 +51,9 @@ def model(arch: str = "llama", layers: int = 4, width: int = 32, seed: int = 0) 
         config = LlamaConfig(**common, intermediate_size=2 * width, max_position_embeddings=128)
         return LlamaForCausalLM(config).eval()
     if arch == "qwen2":
-        config = Qwen2Config(**common, intermediate_size=2 * width, num_key_value_heads=2, max_position_embeddings=128)
+        config = Qwen2Config(
+            **common, intermediate_size=2 * width, num_key_value_heads=2, max_position_embeddings=128
+        )
         return Qwen2ForCausalLM(config).eval()
     if arch == "gpt_neox":
         config = GPTNeoXConfig(**common, intermediate_size=2 * width, max_position_embeddings=128)

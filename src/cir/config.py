@@ -49,18 +49,24 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn `["a.b=1", "c=x"]` into `{"a": {"b": 1}, "c": "x"}`; values are parsed as YAML scalars.
 
     Raises:
-        ConfigError: if an item has no `=`.
+        ConfigError: if an item has no `=`, an empty key part, a value that is not valid YAML, or
+            sets a key below one that another item set to a plain value.
     """
     result: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value (e.g. unlearn.budget=0.01)")
-        value = yaml.safe_load(text) if text else ""
-        node = result
         *parents, leaf = key.split(".")
+        if not sep or not all(parents) or not leaf:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. unlearn.budget=0.01)")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({error})") from error
+        node = result
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is set to a value by another override")
         node[leaf] = value
     return result
 
@@ -91,6 +97,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> 
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Return a JSON-friendly dict of a config dataclass (paths as strings)."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, Path):
             return str(value)
@@ -112,7 +119,7 @@ def split_sections(data: Mapping[str, Any], sections: list[str], source: str) ->
     errors = [_unknown(key, sections, source) for key in data if key not in sections]
     result: dict[str, dict[str, Any]] = {}
     for name in sections:
-        value = data[name] if name in data else {}
+        value = data.get(name, {})
         if not isinstance(value, Mapping):
             errors.append(f"{source}: section {name!r} must be a mapping, got {type(value).__name__}")
         else:

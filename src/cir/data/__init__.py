@@ -1,0 +1,1 @@
+"""Fact data: the schema and loader, the generated demo world, tokenisation and batching."""

@@ -46,7 +46,9 @@ def bos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return [bos]
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int = 256) -> list[list[int]]:
+def encode(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int = 256
+) -> list[list[int]]:
     """Token ids of each text, starting with BOS where the tokenizer has one, truncated to max_length."""
     prefix = bos_ids(tokenizer)
     ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]

@@ -71,7 +71,9 @@ def parse_fact(obj: Any, where: str) -> Fact:
     if not 0 <= answer < len(choices):
         raise DataError(f"{where}: field 'answer' is {answer}, out of range 0..{len(choices) - 1}")
     if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
-        raise DataError(f"{where}: field 'sentences' must be a list of strings, got {type(sentences).__name__}")
+        raise DataError(
+            f"{where}: field 'sentences' must be a list of strings, got {type(sentences).__name__}"
+        )
     if not sentences:
         raise DataError(f"{where}: field 'sentences' is empty; each fact needs at least one sentence")
     extra = {k: v for k, v in obj.items() if k not in ("question", "choices", "answer", "sentences")}
@@ -148,8 +150,9 @@ def split_facts(facts: Sequence[Fact], val_fraction: float, seed: int) -> tuple[
     return train, val
 
 
-def check_disjoint(train: Sequence[Fact], val: Sequence[Fact], train_name: str = "T",
-                   val_name: str = "V") -> None:
+def check_disjoint(
+    train: Sequence[Fact], val: Sequence[Fact], train_name: str = "T", val_name: str = "V"
+) -> None:
     """Refuse a T/V pair where a V question or a V sentence also appears in T.
 
     Raises:

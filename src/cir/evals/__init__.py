@@ -1,0 +1,1 @@
+"""Evaluation: multiple-choice accuracy, answer probability, general-text loss and KL."""

@@ -1,0 +1,37 @@
+"""The Method protocol every unlearning method implements, and the base of their configs.
+
+No implementation lives here to inherit: methods share pure functions (losses, collapse, hooks,
+optim), not parent-class code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from cir.data.batches import Batch
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config dataclass (fields are each method's own)."""
+
+
+class Method(Protocol):
+    """One unlearning method, driven by the shared loop in `cir.unlearn`."""
+
+    def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
+        """Cache what the method needs from the original model before any update."""
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The parameters the method updates (snapshotted by the budget, unfrozen by the loop)."""
+
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+        """One update on forget batch `forget_index` and retain batch `retain_index`; returns losses."""
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Called after each epoch's steps (e.g. to refit the collapse bases); returns extra metrics."""

@@ -1,0 +1,181 @@
+"""CIR: Collapse of Irrelevant Representations (Sondej & Yang, arXiv 2509.11816; method.md §2-3).
+
+Each forget step breaks the MLP outputs of the forget layers (MLP-breaking loss), but builds the
+weight update only from the parts of each module's input activations and output gradients that are
+NOT shared across forget tokens: the mean and top principal components of the previous epoch's
+vectors are projected out first. Epoch 0 only gathers those statistics. After each forget step, a
+plain SGD retain step keeps the residual stream after the last forget layer close to the original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from cir.collapse import collapsed_weight_grad, fit_basis
+from cir.data.batches import Batch
+from cir.errors import ConfigError
+from cir.hooks import forward, layer_outputs, record
+from cir.losses import mlp_breaking, residual_distance
+from cir.methods.base import MethodConfig
+from cir.modules import TrainedModule, check_layers, freeze_all_but, mlp_blocks, mlp_modules, weight_update
+from cir.optim import normalised_step, sgd_step
+from cir.registry import METHODS
+
+
+@dataclass
+class Config(MethodConfig):
+    """CIR settings. Bracketed values are the paper's Llama-3.1-8B settings (preset `paper_llama8b`)."""
+
+    forget_layers: list[int] = field(default_factory=lambda: [1, 2])  # MLP outputs the loss breaks [6..11]
+    trained_layers: list[int] | None = None  # MLPs updated; None = every layer up to the last forget layer
+    module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
+    k_act: int = 32  # input-side directions collapsed: mean + (k_act - 1) PCs; 0 = no collapse [24]
+    k_grad: int = 32  # output-gradient-side directions collapsed, same rule [36]
+    step_norm: float = 0.2  # η, the norm of each whole forget update [0.2]
+    retain_lr: float = 3e-4  # SGD learning rate of the retain step; 0 turns it off [3e-4]
+    exact_pca: bool = False  # eigh instead of randomised PCA (slow; a test oracle)
+    stats_on_cpu: bool = False  # keep each epoch's vectors on CPU (large models on a small GPU)
+
+
+class EpochVectors:
+    """Every kept forget token's module input x and output gradient g of one epoch, per module.
+
+    Only the sides with components to collapse are stored. Memory: tokens x sum over modules of
+    (d_in + d_out) values in the model dtype; e.g. 90k tokens through 6 Llama-8B layers (3 modules
+    each) in bf16 is about 58 GB, so large runs set `stats_on_cpu` or use fewer forget tokens.
+    """
+
+    def __init__(self, modules: Sequence[TrainedModule], config: Config) -> None:
+        self.config = config
+        self.device = torch.device("cpu") if config.stats_on_cpu else None
+        # (d_out, d_in) of each module, whatever way round its weight is stored
+        self.shapes = [weight_update(m, m.weight).shape for m in modules]
+        self.inputs: list[list[torch.Tensor]] = [[] for _ in modules]
+        self.grads: list[list[torch.Tensor]] = [[] for _ in modules]
+
+    def add(self, index: int, inputs: torch.Tensor, grads: torch.Tensor) -> None:
+        """Store one batch's (tokens, d_in) inputs and (tokens, d_out) gradients of module `index`."""
+        if self.config.k_act > 0:
+            self.inputs[index].append(inputs.to(self.device or inputs.device))
+        if self.config.k_grad > 0:
+            self.grads[index].append(grads.to(self.device or grads.device, inputs.dtype))
+
+    def bases(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per module, the (act_basis, grad_basis) to collapse next epoch."""
+        return [
+            (self._basis(xs, self.config.k_act, d_in), self._basis(gs, self.config.k_grad, d_out))
+            for xs, gs, (d_out, d_in) in zip(self.inputs, self.grads, self.shapes, strict=True)
+        ]
+
+    def _basis(self, vectors: list[torch.Tensor], count: int, dim: int) -> torch.Tensor:
+        if count == 0 or not vectors:
+            return torch.zeros((0, dim))
+        return fit_basis(torch.cat(vectors), count, self.config.exact_pca)
+
+
+@METHODS.register(
+    "cir", Config, "MLP breaking with shared directions collapsed out of every update (the paper)"
+)
+class CIR:
+    """The CIR method; `mlp_breaking` is the same class with zero components."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
+        """Pick the modules and cache the original MLP outputs and retain-layer residual stream.
+
+        Raises:
+            ModelError: if a layer is out of range or no module matches.
+            ConfigError: if a trained layer lies above the last forget layer (no gradient reaches it).
+        """
+        config = self.config
+        self.model, self.forget, self.retain = model, forget, retain
+        self.forget_layers = check_layers(model, config.forget_layers)
+        self.last_layer = self.forget_layers[-1]
+        trained = config.trained_layers if config.trained_layers is not None else range(self.last_layer + 1)
+        if max(trained) > self.last_layer:
+            raise ConfigError(
+                f"method.trained_layers {list(trained)}: layers above the last forget "
+                f"layer {self.last_layer} get no gradient from the forget loss"
+            )
+        self.modules: list[TrainedModule] = mlp_modules(model, trained, config.module_patterns)
+        freeze_all_but(model, [m.weight for m in self.modules])
+        self.blocks = mlp_blocks(model, self.forget_layers)
+        self.retain_block = layer_outputs(model, [self.last_layer])
+        self.originals = [self._mlp_outputs(batch) for batch in forget]
+        self.norms = [[o.norm(dim=-1).mean() for o in outputs] for outputs in self.originals]
+        self.retain_originals = [self._residual(batch) for batch in retain]
+        self.collapse_bases: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.vectors = self._new_vectors()
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The weights of the trained MLP modules."""
+        return [m.weight for m in self.modules]
+
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+        """Forget step with the collapsed, normalised update, then the retain step (none in epoch 0)."""
+        batch = self.forget[forget_index]
+        kept = batch.kept_tokens()
+        with (
+            record(self.blocks) as block_outputs,
+            record([m.module for m in self.modules], inputs=True) as io,
+        ):
+            forward(self.model, batch, self.last_layer)
+        outputs = [r.outputs[0][kept] for r in block_outputs]  # per layer (tokens, d_model)
+        loss = mlp_breaking(outputs, self.originals[forget_index], self.norms[forget_index])
+        output_grads = torch.autograd.grad(  # per module (batch, seq, d_out)
+            loss, [r.outputs[0] for r in io], allow_unused=True, materialize_grads=True
+        )
+        inputs = [r.inputs[0][kept] for r in io]  # per module (tokens, d_in)
+        grads = [g[kept] for g in output_grads]  # per module (tokens, d_out)
+        for index, (x, g) in enumerate(zip(inputs, grads, strict=True)):
+            self.vectors.add(index, x, g)
+        logs = {"forget_loss": float(loss.detach())}
+        if self.collapse_bases is None:  # epoch 0: statistics only
+            return logs
+        updates = [
+            collapsed_weight_grad(x, g, act, grad)
+            for x, g, (act, grad) in zip(inputs, grads, self.collapse_bases, strict=True)
+        ]
+        logs["update_norm"] = normalised_step(self.modules, updates, self.config.step_norm)
+        if self.config.retain_lr > 0:
+            logs["retain_loss"] = self._retain_step(retain_index)
+        return logs
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Fit next epoch's collapse bases on this epoch's raw vectors, then start a new store."""
+        self.collapse_bases = self.vectors.bases()
+        self.vectors = self._new_vectors()
+        return {}
+
+    def _retain_step(self, retain_index: int) -> float:
+        batch = self.retain[retain_index]
+        with record(self.retain_block) as residual:
+            forward(self.model, batch, self.last_layer)
+        loss = residual_distance(
+            residual[0].outputs[0][batch.kept_tokens()], self.retain_originals[retain_index]
+        )
+        loss.backward()
+        sgd_step(self.trained_parameters(), self.config.retain_lr)
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _mlp_outputs(self, batch: Batch) -> list[torch.Tensor]:
+        with record(self.blocks) as block_outputs:
+            forward(self.model, batch, self.last_layer)
+        return [r.outputs[0][batch.kept_tokens()] for r in block_outputs]
+
+    @torch.no_grad()
+    def _residual(self, batch: Batch) -> torch.Tensor:
+        with record(self.retain_block) as residual:
+            forward(self.model, batch, self.last_layer)
+        return residual[0].outputs[0][batch.kept_tokens()]
+
+    def _new_vectors(self) -> EpochVectors:
+        return EpochVectors(self.modules, self.config)

@@ -1,0 +1,161 @@
+import math
+
+import pytest
+import torch
+
+import tiny
+from cir.data.batches import encode, pad, pad_id
+from cir.errors import ConfigError, DataError
+from cir.evals.metrics import (
+    answer_recall,
+    continuation_logprobs,
+    evaluate_facts,
+    general_loss,
+    kl_to_reference,
+    question_prompt,
+    reference_logprobs,
+)
+
+
+def text_batches(side: str, batch_size: int = 3):
+    tokenizer = tiny.tokenizer()
+    rows = encode(tokenizer, tiny.TEXTS)
+    return [pad(rows[i : i + batch_size], pad_id(tokenizer), side) for i in range(0, len(rows), batch_size)]
+
+
+def test_answer_recall_matches_hand_computation():
+    model, tokenizer = tiny.model("llama"), tiny.tokenizer()
+    fact = tiny.FACTS[1]
+    context = encode(tokenizer, [question_prompt(fact)])[0]
+    ids = encode(tokenizer, [f"{question_prompt(fact)} {fact.answer_text}"])[0]
+    assert ids[: len(context)] == context and len(ids) > len(context) + 1
+    with torch.no_grad():
+        logprobs = model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)  # (seq - 1, vocab)
+    answer = [float(logprobs[t - 1, ids[t]]) for t in range(len(context), len(ids))]
+    loss = -sum(answer) / len(answer)
+    got = answer_recall(model, tokenizer, [fact])
+    assert got.recall_loss == pytest.approx(loss, abs=1e-5)
+    assert got.answer_prob == pytest.approx(math.exp(-loss), abs=1e-6)
+    assert got.per_fact_prob == pytest.approx([math.exp(-loss)], abs=1e-6)
+
+
+@pytest.mark.parametrize("arch", tiny.ARCHITECTURES)
+def test_padding_side_does_not_change_fact_metrics(arch):
+    model, tokenizer = tiny.model(arch), tiny.tokenizer()
+    contexts = [question_prompt(f) for f in tiny.FACTS]
+    answers = [f" {f.answer_text}" for f in tiny.FACTS]
+    right = continuation_logprobs(model, tokenizer, contexts, answers, 3, "right")
+    left = continuation_logprobs(model, tokenizer, contexts, answers, 3, "left")
+    assert [r.dtype for r in right] == [torch.float32] * 3
+    for r, lft in zip(right, left, strict=True):
+        torch.testing.assert_close(lft, r, atol=1e-5, rtol=0)
+    on_right = evaluate_facts(model, tokenizer, tiny.FACTS, "both", padding_side="right")
+    on_left = evaluate_facts(model, tokenizer, tiny.FACTS, "both", padding_side="left")
+    assert on_left == pytest.approx(on_right, abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", tiny.ARCHITECTURES)
+def test_padding_side_does_not_change_text_metrics(arch):
+    model = tiny.model(arch)
+    right, left = text_batches("right"), text_batches("left")
+    assert general_loss(model, left) == pytest.approx(general_loss(model, right), abs=1e-5)
+    reference = reference_logprobs(model, right)
+    with torch.no_grad():
+        weight = model.get_output_embeddings().weight
+        weight.add_(0.5 * torch.randn_like(weight))
+    kl = kl_to_reference(model, right, reference)
+    assert kl > 1e-3 and kl_to_reference(model, left, reference) == pytest.approx(kl, abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", tiny.ARCHITECTURES)
+def test_evaluate_facts_keys_and_ranges(arch):
+    model, tokenizer = tiny.model(arch), tiny.tokenizer()
+    both = evaluate_facts(model, tokenizer, tiny.FACTS, "both")
+    assert list(both) == [
+        "letter_acc_t0",
+        "letter_acc_t1",
+        "choice_acc_t0",
+        "choice_acc_t1",
+        "answer_prob",
+        "recall_loss",
+    ]
+    assert all(0.0 <= both[k] <= 1.0 for k in both if k != "recall_loss")
+    assert both["answer_prob"] >= math.exp(-both["recall_loss"])  # Jensen: mean exp(-ce) >= exp(-mean ce)
+    for name in ("letter", "choice"):
+        single = evaluate_facts(model, tokenizer, tiny.FACTS, name)
+        assert list(single) == ["acc_t0", "acc_t1", "answer_prob", "recall_loss"]
+        assert single["acc_t1"] == pytest.approx(both[f"{name}_acc_t1"], abs=1e-9)
+
+
+def test_uniform_model_gives_chance_and_one_over_vocab():
+    model, tokenizer = tiny.model("qwen2"), tiny.tokenizer()
+    with torch.no_grad():
+        model.get_output_embeddings().weight.zero_()
+    scores = evaluate_facts(model, tokenizer, tiny.FACTS, "both")
+    assert scores["letter_acc_t1"] == pytest.approx(0.25)
+    assert scores["answer_prob"] == pytest.approx(1 / len(tokenizer), rel=1e-5)
+    assert scores["recall_loss"] == pytest.approx(math.log(len(tokenizer)), abs=1e-5)
+
+
+def test_general_loss_equals_the_models_own_loss_and_is_token_weighted():
+    model, tokenizer = tiny.model("llama"), tiny.tokenizer()
+    rows = encode(tokenizer, tiny.TEXTS[:2])
+    single = [pad([row], pad_id(tokenizer)) for row in rows]
+    with torch.no_grad():
+        own = [float(model(b.input_ids, labels=b.input_ids).loss) for b in single]
+    assert general_loss(model, single[:1]) == pytest.approx(own[0], abs=1e-5)
+    weights = [len(row) - 1 for row in rows]
+    pooled = (own[0] * weights[0] + own[1] * weights[1]) / sum(weights)
+    assert general_loss(model, single) == pytest.approx(pooled, abs=1e-5)
+    assert abs(pooled - sum(own) / 2) > 1e-4  # token weighting is distinguishable from batch weighting
+
+
+def test_kl_to_reference_is_zero_for_same_model_and_positive_after_a_change():
+    model = tiny.model("gpt2")
+    batches = text_batches("right")
+    reference = reference_logprobs(model, batches)
+    real = sum(b.num_tokens for b in batches)
+    assert [r.dtype for r in reference] == [torch.bfloat16] * len(batches)
+    assert sum(r.shape[0] for r in reference) == real and reference[0].device.type == "cpu"
+    assert kl_to_reference(model, batches, reference) == pytest.approx(0.0, abs=1e-4)
+    with torch.no_grad():
+        weight = model.transformer.h[1].mlp.c_fc.weight
+        weight.add_(0.5 * torch.randn_like(weight))
+    assert kl_to_reference(model, batches, reference) > 1e-3
+
+
+def test_kl_refuses_a_reference_of_other_batches():
+    model = tiny.model("llama")
+    reference = reference_logprobs(model, text_batches("right"))
+    with pytest.raises(DataError, match="reference tensors for"):
+        kl_to_reference(model, text_batches("right")[:1], reference)
+    with pytest.raises(DataError, match="batch 0: reference shape"):
+        kl_to_reference(model, text_batches("right", batch_size=2)[:3], reference)
+
+
+def test_mode_is_restored_and_no_grad_is_left():
+    model, tokenizer = tiny.model("gpt_neox"), tiny.tokenizer()
+    model.train()
+    evaluate_facts(model, tokenizer, tiny.FACTS, "both")
+    general_loss(model, text_batches("left"))
+    reference = reference_logprobs(model, text_batches("left"))
+    kl_to_reference(model, text_batches("left"), reference)
+    assert all(module.training for module in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+    answer_recall(model, tokenizer, tiny.FACTS)
+    assert not any(module.training for module in model.modules())
+
+
+def test_bad_arguments_are_refused():
+    model, tokenizer = tiny.model("llama"), tiny.tokenizer()
+    with pytest.raises(ConfigError, match="mcq_format"):
+        evaluate_facts(model, tokenizer, tiny.FACTS, "letters")
+    with pytest.raises(ConfigError, match="padding_side"):
+        answer_recall(model, tokenizer, tiny.FACTS, padding_side="middle")
+    with pytest.raises(DataError, match="no facts"):
+        answer_recall(model, tokenizer, [])
+    with pytest.raises(DataError, match="empty side"):
+        continuation_logprobs(model, tokenizer, ["a"], [""])
+    with pytest.raises(DataError, match="no real target tokens"):
+        general_loss(model, [])

@@ -1,0 +1,62 @@
+from dataclasses import dataclass
+
+import pytest
+
+from cir.errors import ConfigError
+from cir.registry import ATTACKS, METHODS, Registry
+
+
+@dataclass
+class ScaleConfig:
+    factor: float = 2.0
+
+
+def make_registry():
+    registry = Registry("method")
+
+    @registry.register("grad_diff", ScaleConfig, "gradient difference")
+    class GradDiff:
+        def __init__(self, config):
+            self.config = config
+
+    @registry.register("npo", ScaleConfig, "negative preference optimization")
+    def npo(config):
+        return ("npo", config.factor)
+
+    return registry, GradDiff
+
+
+def test_register_get_names_and_build():
+    registry, grad_diff = make_registry()
+    assert registry.names() == ["grad_diff", "npo"]
+    entry = registry.get("grad_diff")
+    assert entry.name == "grad_diff"
+    assert entry.build is grad_diff  # the decorator returns the class unchanged
+    assert entry.config_class is ScaleConfig
+    assert entry.description == "gradient difference"
+    built = registry.build("grad_diff", ScaleConfig(3.0))
+    assert isinstance(built, grad_diff) and built.config.factor == 3.0
+    assert registry.build("npo", ScaleConfig()) == ("npo", 2.0)
+
+
+def test_unknown_name_lists_known_names_and_suggests():
+    registry, _ = make_registry()
+    with pytest.raises(
+        ConfigError, match=r"unknown method 'grad_dif'\. Did you mean 'grad_diff'\?"
+    ) as caught:
+        registry.get("grad_dif")
+    assert "Known: grad_diff, npo" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"unknown method 'zzz'\. Known: grad_diff, npo$"):
+        registry.build("zzz", ScaleConfig())
+
+
+def test_duplicate_registration_is_a_programming_error():
+    registry, _ = make_registry()
+    with pytest.raises(ValueError, match="method 'npo' is registered twice"):
+        registry.register("npo", ScaleConfig, "again")(lambda config: None)
+    assert registry.get("npo").description == "negative preference optimization"
+
+
+def test_registries_are_separate_instances():
+    assert METHODS is not ATTACKS
+    assert (METHODS.kind, ATTACKS.kind) == ("method", "attack")
