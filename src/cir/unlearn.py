@@ -140,7 +140,7 @@ class _Loop:
         """Epochs until the budget, max_epochs or Ctrl-C; leaves the last in-budget weights in place."""
         kept = 0
         with interrupt_flag() as interrupted:
-            for epoch in range(config.max_epochs + 1):  # +1: CIR's epoch 0 only gathers statistics
+            for epoch in range(config.max_epochs):  # CIR's epoch 0 only gathers statistics
                 sums: dict[str, float] = {}
                 with self.clock:
                     for index in tqdm(

@@ -167,3 +167,23 @@ def check_disjoint(
             f"{val_name} overlaps {train_name}: {len(shared)} shared question(s)/sentence(s), "
             f"e.g. {shared[0][:80]!r}; the attack would train on what it evaluates"
         )
+
+
+def load_texts(path: Path | str) -> list[str]:
+    """Texts for retain or general data, from a fact file or a plain text file.
+
+    A `.jsonl` file gives every fact's sentences; any other file gives one text a line (blank lines
+    skipped).
+
+    Raises:
+        DataError: if the file is missing, malformed (for `.jsonl`), or holds no text.
+    """
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return fact_sentences(load_facts(path))
+    if not path.is_file():
+        raise DataError(f"{path}: text file not found")
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise DataError(f"{path}: no text in file")
+    return texts

@@ -1,0 +1,199 @@
+"""The `cir` command: parse arguments, build a config, call one library function, print the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cir.methods  # noqa: F401  (registers the methods)
+from cir.data.batches import make_batches
+from cir.data.facts import load_facts, load_texts
+from cir.demo import DemoConfig, build_demo, load_demo
+from cir.errors import CirError
+from cir.evals.metrics import evaluate_facts, general_loss
+from cir.model_io import load_model
+from cir.pipeline import Inputs, raw_config, run_unlearn
+from cir.registry import METHODS
+from cir.report import table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input, 130 for Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except CirError as error:
+        print(f"cir: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cir: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their arguments."""
+    parser = argparse.ArgumentParser(prog="cir", description="Robust, non-disruptive unlearning (CIR).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    world = commands.add_parser("world", help="the embedded demo world and model").add_subparsers(
+        dest="action", required=True
+    )
+    build = world.add_parser("build", help="generate the world and train the demo model (cached)")
+    build.add_argument(
+        "--extra-facts", nargs="+", type=Path, default=[], help="fact files to mix into pretraining"
+    )
+    _cache_arg(build)
+    build.set_defaults(handler=cmd_world_build)
+
+    evaluate = commands.add_parser("eval", help="accuracy and answer probability of a model on fact files")
+    evaluate.add_argument("--model", help="model folder or hub id (default: the demo model)")
+    evaluate.add_argument("--facts", nargs="+", type=Path, help="fact files (default: the demo's)")
+    evaluate.add_argument("--general", type=Path, help="text file for the general-text loss")
+    evaluate.add_argument("--format", choices=["choice", "letter", "both"], default="choice")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _model_args(evaluate)
+    _cache_arg(evaluate)
+    evaluate.set_defaults(handler=cmd_eval)
+
+    unlearn = commands.add_parser("unlearn", help="unlearn facts under a disruption budget")
+    _job_args(unlearn)
+    unlearn.set_defaults(handler=cmd_unlearn)
+
+    demo = commands.add_parser("demo", help="build the demo model, then unlearn its forget domain with CIR")
+    demo.add_argument("--out", type=Path, help="output folder (default: runs/demo-<time>)")
+    demo.add_argument("--force", action="store_true", help="replace an existing output folder")
+    demo.add_argument("overrides", nargs="*", metavar="key=value")
+    _cache_arg(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    methods = commands.add_parser("methods", help="list the unlearning methods")
+    methods.set_defaults(handler=cmd_methods)
+    return parser
+
+
+def _cache_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, help="demo model cache (default: $XDG_CACHE_HOME/cir)")
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run"
+    )
+
+
+def _job_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model folder or hub id (default: the demo model)")
+    parser.add_argument("--forget", nargs="+", type=Path, default=[], help="fact files to forget")
+    parser.add_argument("--retain", type=Path, help="texts to keep (.jsonl facts or .txt lines)")
+    parser.add_argument("--general", type=Path, help="held-out general text (.txt) for the budget")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    parser.add_argument("--config", help="YAML config file or preset name (e.g. paper_llama8b)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="e.g. unlearn.budget=0.01 method.k_act=16"
+    )
+    _model_args(parser)
+    _cache_arg(parser)
+
+
+def _inputs(args: argparse.Namespace) -> Inputs:
+    return Inputs(
+        args.model,
+        args.forget,
+        args.retain,
+        args.general,
+        args.device,
+        args.dtype,
+        args.trust_remote_code,
+        args.cache_dir,
+    )
+
+
+def cmd_world_build(args: argparse.Namespace) -> None:
+    """`cir world build`."""
+    paths = build_demo(DemoConfig(extra_facts=args.extra_facts), cache_dir=args.cache_dir)
+    report = json.loads(paths.report.read_text())
+    print(f"demo model: {paths.model}  (built in {report['build_seconds']:.0f} s)")
+    print(_facts_table(report))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    """`cir eval`."""
+    if args.model is None:
+        paths = build_demo(cache_dir=args.cache_dir)
+        model, tokenizer = load_demo(paths, args.device)
+        facts_files = args.facts or [paths.forget_train, paths.forget_val, paths.retain]
+        general = args.general or paths.general_eval
+    else:
+        model, tokenizer = load_model(args.model, args.device, args.dtype, args.trust_remote_code)
+        facts_files, general = args.facts or [], args.general
+    results = {}
+    for path in facts_files:
+        results[str(path)] = evaluate_facts(model, tokenizer, load_facts(path), args.format)
+    if general is not None:
+        batches = [b.to(model.device) for b in make_batches(tokenizer, load_texts(general), 64)]
+        results[str(general)] = {"general_loss": general_loss(model, batches)}
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    rows = [{"file": Path(k).name, **v} for k, v in results.items()]
+    print(table(rows, ["file", *sorted({c for r in rows for c in r} - {"file"})]))
+
+
+def cmd_unlearn(args: argparse.Namespace) -> None:
+    """`cir unlearn`."""
+    summary = run_unlearn(_inputs(args), raw_config(args.config, args.overrides), args.out, args.force)
+    _print_unlearn(summary, args.out)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """`cir demo`: build (cached) -> eval -> CIR unlearn -> eval, printed before/after."""
+    out = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    paths = build_demo(cache_dir=args.cache_dir)
+    report = json.loads(paths.report.read_text())
+    print(f"demo model: {paths.model}")
+    print(_facts_table(report))
+    inputs = Inputs(cache_dir=args.cache_dir)
+    summary = run_unlearn(inputs, raw_config(None, args.overrides), out, args.force)
+    _print_unlearn(summary, out)
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    """`cir methods`."""
+    rows = [{"method": name, "description": METHODS.get(name).description} for name in METHODS.names()]
+    print(table(rows, ["method", "description"]))
+
+
+def _facts_table(report: dict) -> str:
+    rows = [
+        {
+            "facts": name,
+            "acc_t0": report[f"{name}_acc_t0"],
+            "acc_t1": report[f"{name}_acc_t1"],
+            "answer_prob": report[f"{name}_answer_prob"],
+        }
+        for name in ("forget", "retain", "extra")
+        if f"{name}_acc_t0" in report
+    ]
+    return (
+        table(rows, ["facts", "acc_t0", "acc_t1", "answer_prob"])
+        + f"\ngeneral-text loss: {report['general_loss']:.4f}"
+    )
+
+
+def _print_unlearn(summary: dict, out: Path) -> None:
+    keys = [k for k in summary["before"] if k.startswith("forget_")] + ["general_loss", "kl"]
+    rows = [{"": stage, **{k: summary[stage].get(k) for k in keys}} for stage in ("before", "after")]
+    print(table(rows, ["", *keys], digits=4))
+    print(
+        f"{summary['stop_reason']} after {summary['epochs']} epoch(s) kept; "
+        f"{summary['unlearn_seconds']:.1f} s ({summary['seconds_per_fact']:.3f} s per fact); output: {out}"
+    )
