@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+# Tiny test models gain nothing from threads, and several test processes on 2 cores would fight.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _deterministic():

@@ -17,8 +17,9 @@ from typing import Any, Literal, Protocol
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.data.facts import Fact
-from cir.errors import ConfigError
+from cir.config import to_dict
+from cir.data.facts import Fact, check_disjoint
+from cir.errors import ConfigError, DataError
 from cir.evals.metrics import evaluate_facts
 
 McqFormat = Literal["choice", "letter", "both"]
@@ -57,6 +58,8 @@ class Attack(Protocol):
     ) -> AttackResult:
         """Attack `model` in place using `train_facts` (T), measuring `eval_facts` (V) throughout.
 
+        The caller saves the unlearned model first if it needs it afterwards.
+
         Raises:
             DataError: if T and V share a question or a sentence (`check_disjoint`).
         """
@@ -85,7 +88,9 @@ def trailing_mean(values: Sequence[float], window: int) -> list[float]:
 def post_attack(
     history: Sequence[dict[str, float]], key: str, window: int, higher_is_better: bool = True
 ) -> float:
-    """The attacker's best value of `key`: max_i trailing_mean(history[:][key], window)_i (min if lower is better).
+    """The attacker's best `key`: max over i of trailing_mean(v, window)_i, v_i = history[i][key].
+
+    The min instead of the max when lower is better.
 
     Args:
         history: entry 0 before the attack, then one per epoch; all are candidates.
@@ -129,3 +134,43 @@ def check_positive(values: dict[str, float | int], source: str) -> None:
     bad = [f"{source}.{key} must be > 0, got {value!r}" for key, value in values.items() if not value > 0]
     if bad:
         raise ConfigError("invalid config:\n  " + "\n  ".join(bad))
+
+
+def check_attack_facts(train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
+    """Refuse an empty T or V, or a T/V pair that shares a question or a sentence.
+
+    Raises:
+        DataError: naming the empty side, or the first shared question/sentence (`check_disjoint`).
+    """
+    for name, facts in (("train (T)", train_facts), ("eval (V)", eval_facts)):
+        if not facts:
+            raise DataError(f"the attack got no {name} facts; pass at least one")
+    check_disjoint(train_facts, eval_facts)
+
+
+def summarise(
+    config: AttackConfig,
+    history: Sequence[dict[str, float]],
+    window: int,
+    trained_parameters: Sequence[str],
+    seconds: float,
+    definition: str = POST_ATTACK_DEFINITION,
+) -> dict[str, Any]:
+    """The summary every attack returns: config, eval metrics before/after/post-attack, definition.
+
+    Raises:
+        ConfigError: as `post_attack`.
+    """
+
+    def eval_only(entry: dict[str, float]) -> dict[str, float]:
+        return {key: value for key, value in entry.items() if key.startswith(EVAL_PREFIX)}
+
+    return {
+        "config": to_dict(config),
+        "before": eval_only(history[0]),
+        "final": eval_only(history[-1]),
+        "post_attack": post_attack_metrics(history, window),
+        "post_attack_definition": definition.format(window=window),
+        "trained_parameters": list(trained_parameters),
+        "seconds": seconds,
+    }

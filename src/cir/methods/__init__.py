@@ -1,3 +1,11 @@
 """Unlearning methods. Importing this package registers each one in `cir.registry.METHODS`."""
 
-from cir.methods import cir, mlp_breaking  # noqa: F401  (imported to register)
+from cir.methods import (  # noqa: F401  (imported to register)
+    cir,
+    circuit_breakers,
+    grad_diff,
+    mlp_breaking,
+    npo,
+    rmu,
+    simnpo,
+)

@@ -1,0 +1,3 @@
+"""Relearning attacks. Importing this package registers each one in `cir.registry.ATTACKS`."""
+
+from cir.attacks import few_shot, finetune, lora  # noqa: F401  (imported to register)

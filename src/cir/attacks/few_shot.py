@@ -1,0 +1,95 @@
+"""In-context relearning: prepend k solved train facts to every eval question; no weight changes.
+
+Each eval question q is prefixed by k `solved_block`s (question, "Answer: " + answer text, blank
+line) of train facts drawn without replacement by a seeded generator (a fresh draw per eval fact),
+then scored by the same metrics as the other attacks. History: [0-shot, k-shot].
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from cir.attacks.base import (
+    AttackConfig,
+    AttackResult,
+    McqFormat,
+    check_attack_facts,
+    eval_metrics,
+    summarise,
+)
+from cir.data.facts import Fact
+from cir.errors import ConfigError
+from cir.registry import ATTACKS
+from cir.runtime import Stopwatch
+
+FEW_SHOT_DEFINITION = (
+    "post-attack value = the attacker's best of the 0-shot and {shots}-shot prompts: the max (the min "
+    "for recall_loss) of the eval-fact metric; 'final' holds the {shots}-shot value alone"
+)
+
+
+@dataclass
+class Config(AttackConfig):
+    """Few-shot attack settings."""
+
+    shots: int = 3  # k, solved train facts before each eval question; at most the number of train facts
+    mcq_format: McqFormat = "choice"  # "letter" for models that follow A-D prompts
+    eval_batch_size: int = 16  # prompts per forward pass; they are about k + 1 times longer than 0-shot
+    seed: int = 0  # seeds which train facts each eval question gets
+
+
+@ATTACKS.register("few_shot", Config, "in-context relearning: k solved train facts before each question")
+class FewShot:
+    """Score the eval facts with and without k solved train facts in the prompt."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def run(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_facts: list[Fact],
+        eval_facts: list[Fact],
+        progress: bool = True,
+    ) -> AttackResult:
+        """Score V 0-shot, then k-shot; the model is only read (`progress` is unused: two evaluations).
+
+        Raises:
+            DataError: if T or V is empty or they overlap.
+            ConfigError: if `shots` is not in 1..len(train_facts).
+        """
+        check_attack_facts(train_facts, eval_facts)
+        config = self.config
+        if not 1 <= config.shots <= len(train_facts):
+            raise ConfigError(
+                f"attack.shots must be in 1..{len(train_facts)} (the train facts), got {config.shots}"
+            )
+        prompted = with_shots(eval_facts, train_facts, config.shots, config.seed)
+        history = []
+        with Stopwatch() as watch:
+            for shots, facts in ((0, eval_facts), (config.shots, prompted)):
+                scores = eval_metrics(model, tokenizer, facts, config.mcq_format, config.eval_batch_size)
+                history.append({"shots": shots, **scores, "seconds": watch.seconds})
+        definition = FEW_SHOT_DEFINITION.format(shots=config.shots)
+        summary = summarise(config, history, 1, [], watch.seconds, definition)
+        return AttackResult(history, summary | {"example_question": prompted[0].question})
+
+
+def solved_block(fact: Fact) -> str:
+    r"""One worked example: f"{question}\nAnswer: {answer_text}\n\n"."""
+    return f"{fact.question.strip()}\nAnswer: {fact.answer_text}\n\n"
+
+
+def with_shots(eval_facts: Sequence[Fact], train_facts: Sequence[Fact], shots: int, seed: int) -> list[Fact]:
+    """Copies of the eval facts whose question starts with `shots` solved train facts (seeded draw)."""
+    generator = random.Random(seed)
+    prompted = []
+    for fact in eval_facts:
+        examples = generator.sample(list(train_facts), shots)
+        prompted.append(replace(fact, question="".join(map(solved_block, examples)) + fact.question))
+    return prompted

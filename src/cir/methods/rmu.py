@@ -1,0 +1,144 @@
+"""RMU: Representation Misdirection for Unlearning (Li et al. 2024, WMDP, arXiv 2403.03218; method.md §6).
+
+Scrambles the residual stream h_l after decoder layer `layer` on forget tokens by pushing it toward
+a fixed random direction, while holding it at the original h0_l on retain tokens:
+
+    L = mean_squared(h_l(forget), c u) + alpha * mean_squared(h_l(retain), h0_l(retain))
+
+u is a unit vector with entries drawn uniformly from [0, 1) (as the authors do), seeded by
+`seed`. The steering coefficient c = steering_scale x the original mean residual norm at `layer`
+over the forget tokens: the authors' absolute c (6.5 on Zephyr-7B) is tied to that model's
+activation scale, so a tiny model needs it relative to its own. The forward passes stop after
+`layer`. Each step is CIR's global-norm-scaled SGD step (method.md §2) on the whole L. The
+authors' code updates one MLP matrix per layer (the down-projection); here every MLP linear of the
+trained layers is updated, like CIR, unless `module_patterns` narrows it (e.g. ["*.mlp.down_proj"]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from cir.data.batches import Batch
+from cir.errors import ConfigError
+from cir.hooks import forward, layer_outputs, record
+from cir.losses import mean_squared
+from cir.methods.base import MethodConfig
+from cir.modules import TrainedModule, check_layers, freeze_all_but, mlp_modules, weight_update
+from cir.optim import normalised_step
+from cir.registry import METHODS
+
+
+@dataclass
+class Config(MethodConfig):
+    """RMU settings. Bracketed values are the authors' Zephyr-7B settings."""
+
+    layer: int = 2  # decoder layer whose output (residual stream) is steered [7 of 32]
+    trained_layers: list[int] | None = None  # MLPs updated; None = layer-2..layer, clipped at 0 [5, 6, 7]
+    module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
+    steering_scale: float = 4.0  # c / mean original residual norm at `layer`; a few x leaves the manifold
+    alpha: float = 100.0  # weight of the retain MSE; raise it if general loss rises first [1200]
+    step_norm: float = 0.2  # η, the norm of each whole update (CIR's rule); tune at matched budget
+    seed: int = 0  # seeds the random direction u
+
+
+@METHODS.register("rmu", Config, "steer a middle layer's forget activations to a fixed random direction")
+class RMU:
+    """RMU with CIR's normalised update on the same MLP modules."""
+
+    def __init__(self, config: Config) -> None:
+        """Check the settings that need no model.
+
+        Raises:
+            ConfigError: naming every setting out of range at once (empty trained_layers, steering_scale <= 0,
+                alpha < 0, step_norm <= 0).
+        """
+        problems = [
+            f"method.{name} must be {rule}, got {getattr(config, name)}"
+            for name, rule, ok in (
+                ("trained_layers", "non-empty or null", config.trained_layers != []),
+                ("steering_scale", "> 0", config.steering_scale > 0),
+                ("alpha", ">= 0", config.alpha >= 0),
+                ("step_norm", "> 0", config.step_norm > 0),
+            )
+            if not ok
+        ]
+        if problems:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        self.config = config
+
+    def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
+        """Pick the modules, draw u, and cache c and the original retain residual stream at `layer`.
+
+        Raises:
+            ModelError: if `layer` or a trained layer is out of range, or no module matches.
+            ConfigError: if a trained layer lies above `layer` (no gradient reaches it).
+        """
+        config = self.config
+        self.model, self.forget, self.retain = model, forget, retain
+        self.layer = check_layers(model, [config.layer])[0]
+        trained = config.trained_layers
+        if trained is None:
+            trained = list(range(max(0, self.layer - 2), self.layer + 1))
+        if max(trained) > self.layer:
+            raise ConfigError(
+                f"method.trained_layers {list(trained)}: layers above method.layer {self.layer} "
+                "get no gradient from the RMU loss"
+            )
+        self.modules: list[TrainedModule] = mlp_modules(model, trained, config.module_patterns)
+        freeze_all_but(model, self.trained_parameters())
+        self.block = layer_outputs(model, [self.layer])
+        with torch.no_grad():
+            forget_hidden = torch.cat([self._residual(batch) for batch in forget])  # (tokens, d)
+            self.retain_originals = [self._residual(batch) for batch in retain]  # (tokens, d) each
+        self.steering_coeff = config.steering_scale * float(forget_hidden.float().norm(dim=-1).mean())
+        self.direction = random_direction(forget_hidden.shape[-1], config.seed).to(forget_hidden.device)
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The weights of the trained MLP modules."""
+        return [m.weight for m in self.modules]
+
+    def forget_loss(self, forget_index: int) -> torch.Tensor:
+        """mean_squared(h_l(forget), c u) on forget batch `forget_index`, attached to the graph."""
+        hidden = self._residual(self.forget[forget_index])  # (tokens, d)
+        return mean_squared(hidden, self.steering_coeff * self.direction)  # target (d,) broadcast
+
+    def retain_loss(self, retain_index: int) -> torch.Tensor:
+        """mean_squared(h_l(retain), h0_l(retain)) on retain batch `retain_index` (alpha not applied)."""
+        hidden = self._residual(self.retain[retain_index])  # (tokens, d)
+        return mean_squared(hidden, self.retain_originals[retain_index])
+
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+        """One normalised step W <- W - η G / ||G|| with G = ∇_W (forget MSE + alpha retain MSE)."""
+        forget_loss = self.forget_loss(forget_index)
+        logs = {"forget_loss": float(forget_loss.detach())}
+        loss = forget_loss
+        if self.config.alpha > 0:
+            retain_loss = self.retain_loss(retain_index)
+            logs["retain_loss"] = float(retain_loss.detach())
+            loss = loss + self.config.alpha * retain_loss
+        grads = torch.autograd.grad(loss, self.trained_parameters())  # each shaped like its weight
+        updates = [weight_update(m, g) for m, g in zip(self.modules, grads, strict=True)]  # (d_out, d_in)
+        logs["update_norm"] = normalised_step(self.modules, updates, self.config.step_norm)
+        return logs
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Nothing to refresh between epochs."""
+        return {}
+
+    def _residual(self, batch: Batch) -> torch.Tensor:
+        """The residual stream after `layer` on the batch's kept tokens, (tokens, d)."""
+        with record(self.block) as residual:
+            forward(self.model, batch, self.layer)
+        return residual[0].outputs[0][batch.kept_tokens()]
+
+
+def random_direction(size: int, seed: int) -> torch.Tensor:
+    """RMU's u: entries uniform in [0, 1), scaled to unit norm, from a generator seeded by `seed`, (size,)."""
+    generator = torch.Generator().manual_seed(seed)
+    vector = torch.rand(size, generator=generator)  # (size,)
+    return vector / vector.norm()

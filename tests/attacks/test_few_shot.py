@@ -1,0 +1,68 @@
+"""The few-shot attack: k solved train facts before each eval question, seeded, weights untouched."""
+
+import random
+
+import pytest
+import torch
+
+import tiny
+from cir.attacks.few_shot import Config, FewShot, solved_block, with_shots
+from cir.data.facts import Fact
+from cir.errors import ConfigError, DataError
+from cir.evals.metrics import evaluate_facts
+from cir.registry import ATTACKS
+
+EXTRA = [
+    Fact(f"Which colour is item {i}?", ("red", "blue", "green", "yellow"), i % 4, (f"Item {i} is painted.",))
+    for i in range(3)
+]
+TRAIN, EVAL = [*tiny.FACTS[:2], *EXTRA], list(tiny.FACTS[2:])
+
+
+def test_registered_under_its_file_name():
+    entry = ATTACKS.get("few_shot")
+    assert entry.build is FewShot and entry.config_class is Config
+
+
+def test_prompts_have_k_seeded_solved_blocks():
+    evaluated = [*EVAL, EXTRA[0]]
+    train = TRAIN[:2] + EXTRA[1:]
+    prompted = with_shots(evaluated, train, 3, seed=5)
+    generator = random.Random(5)
+    for fact, original in zip(prompted, evaluated):
+        chosen = generator.sample(train, 3)
+        assert len({id(t) for t in chosen}) == 3
+        assert fact.question == "".join(solved_block(t) for t in chosen) + original.question
+        assert fact.question.count("\nAnswer: ") == 3
+        assert fact == Fact(fact.question, original.choices, original.answer, original.sentences)
+    assert solved_block(TRAIN[0]) == "Which animal carries Velorix?\nAnswer: fruit bats\n\n"
+    assert with_shots(evaluated, train, 3, seed=5) == prompted
+    assert with_shots(evaluated, train, 3, seed=6) != prompted
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_scores_zero_then_k_shot_without_touching_the_weights(arch):
+    model = tiny.model(arch)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = FewShot(Config(shots=2, seed=1)).run(model, tiny.tokenizer(), TRAIN, EVAL, progress=False)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert len(result.history) == 2 and [h["shots"] for h in result.history] == [0, 2]
+    zero = evaluate_facts(model, tiny.tokenizer(), EVAL)
+    two = evaluate_facts(model, tiny.tokenizer(), with_shots(EVAL, TRAIN, 2, seed=1))
+    assert zero != two
+    for entry, expected in zip(result.history, (zero, two)):
+        assert {k: entry[f"eval_{k}"] for k in expected} == pytest.approx(expected, rel=1e-6)
+    summary = result.summary
+    assert summary["final"] == pytest.approx({f"eval_{k}": v for k, v in two.items()})
+    best = {f"eval_{k}": (min if k == "recall_loss" else max)(zero[k], two[k]) for k in zero}
+    assert summary["post_attack"] == pytest.approx(best)
+    assert "0-shot and 2-shot" in summary["post_attack_definition"]
+    assert summary["trained_parameters"] == [] and summary["example_question"].count("\nAnswer: ") == 2
+
+
+def test_bad_shots_and_overlap_are_refused():
+    model = tiny.model("llama")
+    with pytest.raises(ConfigError, match=r"attack\.shots must be in 1\.\.5"):
+        FewShot(Config(shots=6)).run(model, tiny.tokenizer(), TRAIN, EVAL)
+    with pytest.raises(DataError, match="V overlaps T"):
+        FewShot(Config()).run(model, tiny.tokenizer(), TRAIN, TRAIN[:1])
