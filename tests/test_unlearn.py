@@ -1,10 +1,10 @@
 """The shared loop: budget stop returns the last in-budget weights; the model is left whole."""
 
 import pytest
-import tiny
 import torch
 
 import cir.methods  # noqa: F401
+import tiny
 from cir.methods.cir import Config
 from cir.modules import decoder_layers
 from cir.unlearn import UnlearnConfig, UnlearnData, unlearn

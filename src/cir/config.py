@@ -203,3 +203,23 @@ def _coerce(value: Any, hint: Any, where: str, errors: list[str]) -> Any:
 
 def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
+
+
+def require(config: Any, section: str, checks: list[tuple[str, str, bool]]) -> None:
+    """Raise one ConfigError naming every field whose check failed.
+
+    Args:
+        config: the dataclass being checked (for the values in the message).
+        section: the config section, e.g. "method", prefixed to each field name.
+        checks: (field, rule in words, whether it holds) triples.
+
+    Raises:
+        ConfigError: listing `section.field must be rule, got value` for each failed check.
+    """
+    problems = [
+        f"{section}.{name} must be {rule}, got {getattr(config, name)!r}"
+        for name, rule, ok in checks
+        if not ok
+    ]
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

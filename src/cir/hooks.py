@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from cir.data.batches import Batch
+from cir.losses import cross_entropy
 from cir.modules import decoder_layers
 
 
@@ -91,6 +92,24 @@ def forward(model: PreTrainedModel, batch: Batch, last_layer: int | None = None)
             ).logits
         except StopForward:
             return None
+
+
+def forward_cross_entropy(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """Mean next-token cross-entropy of `model` on `batch` (whole forward), attached to the graph."""
+    return cross_entropy(forward(model, batch), batch.input_ids, batch.attention_mask)
+
+
+def kept_outputs(
+    model: PreTrainedModel, batch: Batch, modules: Sequence[nn.Module], last_layer: int | None
+) -> list[torch.Tensor]:
+    """Each module's output on the batch's kept tokens, attached to the graph, (tokens, d) each.
+
+    The forward pass stops after `last_layer`.
+    """
+    with record(modules) as recordings:
+        forward(model, batch, last_layer)
+    kept = batch.kept_tokens()
+    return [r.outputs[0][kept] for r in recordings]
 
 
 def layer_outputs(model: PreTrainedModel, layers: Sequence[int]) -> list[nn.Module]:

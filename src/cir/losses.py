@@ -51,11 +51,20 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tenso
     return logprobs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
 
 
+def target_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Float mask (batch, seq - 1) of the next-token targets that count.
+
+    A target counts when it and the token predicting it are both real, so a left-padded row never
+    scores a pad -> BOS prediction.
+    """
+    return (attention_mask[:, 1:] * attention_mask[:, :-1]).float()
+
+
 def cross_entropy(
     logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     """Mean next-token cross-entropy over the real target tokens (padding excluded)."""
-    weights = attention_mask[:, 1:].float()  # a target is real when its own position is
+    weights = target_mask(attention_mask)
     return -(token_logprobs(logits, input_ids) * weights).sum() / weights.sum()
 
 
@@ -63,7 +72,7 @@ def sequence_logprob(
     logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     """Sum of log p over each sequence's real target tokens, (batch,)."""
-    return (token_logprobs(logits, input_ids) * attention_mask[:, 1:].float()).sum(dim=-1)
+    return (token_logprobs(logits, input_ids) * target_mask(attention_mask)).sum(dim=-1)
 
 
 def npo(logprob: torch.Tensor, reference_logprob: torch.Tensor, beta: float) -> torch.Tensor:

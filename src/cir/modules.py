@@ -17,7 +17,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
-from cir.errors import ModelError
+from cir.errors import ConfigError, ModelError
 
 MLP_CHILD_NAMES = ("mlp", "feed_forward", "ffn")
 
@@ -165,3 +165,35 @@ def freeze_all_but(model: PreTrainedModel, parameters: Sequence[nn.Parameter]) -
 def weight_update(module: TrainedModule, grad: torch.Tensor) -> torch.Tensor:
     """Orient a (d_out, d_in) gradient like the module's weight (transposed for Conv1D)."""
     return grad.T if module.transposed else grad
+
+
+def select_trained(
+    model: PreTrainedModel,
+    layers: Sequence[int] | None,
+    patterns: Sequence[str] | None,
+    highest: int | None = None,
+) -> list[TrainedModule]:
+    """The modules a method trains, with every other parameter frozen.
+
+    Args:
+        model: the model.
+        layers: MLP layers to train; None = every layer up to `highest` (all layers when that is None).
+        patterns: optional fnmatch names replacing the built-in MLP rule.
+        highest: the last layer the method's losses read; layers above it get no gradient.
+
+    Raises:
+        ConfigError: if `layers` is empty or reaches above `highest`.
+        ModelError: if a layer is out of range or nothing matches.
+    """
+    if layers is not None and not layers:
+        raise ConfigError("method.trained_layers is empty; give layers or null (the method's default)")
+    if layers is None:
+        layers = None if highest is None else list(range(highest + 1))
+    elif highest is not None and max(layers) > highest:
+        raise ConfigError(
+            f"method.trained_layers {list(layers)}: layers above {highest}, the last layer the loss "
+            "reads, get no gradient"
+        )
+    modules = mlp_modules(model, layers, patterns)
+    freeze_all_but(model, [m.weight for m in modules])
+    return modules

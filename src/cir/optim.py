@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -35,3 +35,29 @@ def sgd_step(parameters: Sequence[nn.Parameter], lr: float) -> None:
         if parameter.grad is not None:
             parameter.sub_(parameter.grad, alpha=lr)
             parameter.grad = None
+
+
+def weighted_step(
+    modules: Sequence[TrainedModule],
+    terms: Sequence[tuple[str, float, Callable[[], torch.Tensor]]],
+    step_norm: float,
+) -> dict[str, float]:
+    """One normalised step on the gradient of Σᵢ wᵢ Lᵢ; returns each loss and the update norm.
+
+    Args:
+        modules: the trained modules (their weights are the only parameters differentiated).
+        terms: (log name, weight wᵢ, function computing Lᵢ) triples; a term of weight 0 is not computed.
+        step_norm: η of `normalised_step`.
+    """
+    logs, weighted = {}, []
+    for name, weight, compute in terms:
+        if weight != 0:
+            loss = compute()
+            logs[name] = float(loss.detach())
+            weighted.append(weight * loss)
+    grads = torch.autograd.grad(
+        torch.stack(weighted).sum(), [m.weight for m in modules]
+    )  # each shaped like its weight
+    updates = [weight_update(m, g) for m, g in zip(modules, grads, strict=True)]  # (d_out, d_in)
+    logs["update_norm"] = normalised_step(modules, updates, step_norm)
+    return logs

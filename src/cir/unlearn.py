@@ -9,13 +9,10 @@ the update norm and the wall time.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -24,12 +21,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from cir.budget import BudgetMetric, DisruptionBudget, WeightSnapshot
 from cir.data.batches import Batch, make_batches
 from cir.data.facts import Fact, fact_sentences
-from cir.evals.metrics import evaluate_facts, general_loss, kl_to_reference, reference_logprobs
+from cir.evals.metrics import McqFormat, evaluate_facts, general_loss, kl_to_reference, reference_logprobs
 from cir.methods.base import Method, MethodConfig
 from cir.registry import METHODS
-from cir.runtime import seed_everything
-
-McqFormat = Literal["choice", "letter", "both"]
+from cir.runtime import interrupt_flag, seed_everything
 
 
 @dataclass
@@ -223,23 +218,3 @@ class _Clock:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds += time.perf_counter() - self._start
-
-
-@contextmanager
-def interrupt_flag() -> Iterator[threading.Event]:
-    """Turn the first Ctrl-C into a flag the loop checks after each step; a second one aborts."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)

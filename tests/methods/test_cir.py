@@ -128,6 +128,6 @@ def test_epoch_zero_only_gathers_statistics():
 def test_retain_step_moves_weights_toward_original_residual():
     model, batches, method = setup_cir("llama", retain_lr=0.5)
     perturb(model)
-    loss_before = method._retain_step(0)
-    loss_after = method._retain_step(0)
+    loss_before = method.anchor.step(0, method.trained_parameters(), method.config.retain_lr)
+    loss_after = method.anchor.step(0, method.trained_parameters(), method.config.retain_lr)
     assert loss_after < loss_before

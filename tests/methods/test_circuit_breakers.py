@@ -57,7 +57,7 @@ def test_retain_step_lowers_the_retain_loss():
     with torch.no_grad():  # move the trained weights off the original, where the retain loss is 0
         for parameter in method.trained_parameters():
             parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
-    losses = [method._retain_step(0) for _ in range(3)]
+    losses = [method.anchor.step(0, method.trained_parameters(), method.config.retain_lr) for _ in range(3)]
     assert losses[0] > 0.01
     assert losses[2] < losses[1] < losses[0]
     assert all(p.grad is None for p in method.trained_parameters())  # the retain step clears its grads
@@ -65,6 +65,6 @@ def test_retain_step_lowers_the_retain_loss():
 
 def test_trained_layer_above_the_last_forget_layer_is_a_config_error():
     with pytest.raises(
-        ConfigError, match=r"method\.trained_layers \[2\]: layers above the last forget layer 1"
+        ConfigError, match=r"method\.trained_layers \[2\]: layers above 1, the last layer the loss"
     ):
         setup_method(forget_layers=[0, 1], trained_layers=[2])

@@ -70,7 +70,7 @@ def test_direction_is_a_seeded_unit_vector_and_the_coefficient_scales_the_origin
 def test_bad_layers_are_named():
     with pytest.raises(ModelError, match="layer 3 is out of range"):
         setup_method(layer=3)
-    with pytest.raises(ConfigError, match=r"method\.trained_layers \[0, 2\]: layers above method\.layer 1"):
+    with pytest.raises(ConfigError, match=r"trained_layers \[0, 2\]: layers above 1"):
         setup_method(layer=1, trained_layers=[0, 2])
     with pytest.raises(ConfigError, match=r"method\.steering_scale must be > 0"):
         RMU(Config(steering_scale=0.0))

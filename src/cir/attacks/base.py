@@ -13,16 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cir.config import to_dict
 from cir.data.facts import Fact, check_disjoint
 from cir.errors import ConfigError, DataError
-from cir.evals.metrics import evaluate_facts
+from cir.evals.metrics import McqFormat, evaluate_facts
 
-McqFormat = Literal["choice", "letter", "both"]
 EVAL_PREFIX = "eval_"  # history keys of the eval (V) facts' metrics
 LOWER_IS_BETTER_SUFFIXES = ("recall_loss",)  # metrics the attacker minimises
 POST_ATTACK_DEFINITION = (

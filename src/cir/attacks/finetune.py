@@ -40,8 +40,7 @@ from cir.hooks import forward
 from cir.losses import cross_entropy
 from cir.modules import decoder_layers, freeze_all_but, mlp_modules
 from cir.registry import ATTACKS
-from cir.runtime import Stopwatch, seed_everything
-from cir.unlearn import interrupt_flag
+from cir.runtime import Stopwatch, interrupt_flag, seed_everything
 
 
 @dataclass

@@ -12,7 +12,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,8 @@ from cir.errors import ConfigError, DataError
 
 PaddingSide = Literal["right", "left"]
 PADDING_SIDES = ("right", "left")
-MCQ_FORMATS = ("choice", "letter", "both")
+McqFormat = Literal["choice", "letter", "both"]  # "letter" for models that follow A-D prompts
+MCQ_FORMATS = get_args(McqFormat)
 # Prompts are never truncated: cutting one would drop its "Answer:" cue. A prompt longer than the
 # model's context fails in the model instead of being scored silently wrong.
 UNTRUNCATED = sys.maxsize

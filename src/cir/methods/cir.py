@@ -17,14 +17,15 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from cir.collapse import collapsed_weight_grad, fit_basis
+from cir.config import require
 from cir.data.batches import Batch
-from cir.errors import ConfigError
-from cir.hooks import forward, layer_outputs, record
-from cir.losses import mlp_breaking, residual_distance
+from cir.hooks import forward, kept_outputs, record
+from cir.losses import mlp_breaking
 from cir.methods.base import MethodConfig
-from cir.modules import TrainedModule, check_layers, freeze_all_but, mlp_blocks, mlp_modules, weight_update
-from cir.optim import normalised_step, sgd_step
+from cir.modules import TrainedModule, check_layers, mlp_blocks, select_trained, weight_update
+from cir.optim import normalised_step
 from cir.registry import METHODS
+from cir.retain import ResidualAnchor
 
 
 @dataclass
@@ -36,10 +37,28 @@ class Config(MethodConfig):
     module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
     k_act: int = 32  # input-side directions collapsed: mean + (k_act - 1) PCs; 0 = no collapse [24]
     k_grad: int = 32  # output-gradient-side directions collapsed, same rule [36]
-    step_norm: float = 0.2  # η, the norm of each whole forget update [0.2]
-    retain_lr: float = 3e-4  # SGD learning rate of the retain step; 0 turns it off [3e-4]
+    step_norm: float = 0.05  # η, the norm of each whole forget update [0.2]
+    retain_lr: float = 0.1  # SGD learning rate of the retain step; 0 turns it off [3e-4]
     exact_pca: bool = False  # eigh instead of randomised PCA (slow; a test oracle)
     stats_on_cpu: bool = False  # keep each epoch's vectors on CPU (large models on a small GPU)
+
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "method",
+            [
+                ("forget_layers", "non-empty", len(self.forget_layers) > 0),
+                ("k_act", ">= 0", self.k_act >= 0),
+                ("k_grad", ">= 0", self.k_grad >= 0),
+                ("step_norm", "> 0", self.step_norm > 0),
+                ("retain_lr", ">= 0", self.retain_lr >= 0),
+            ],
+        )
 
 
 class EpochVectors:
@@ -95,24 +114,17 @@ class CIR:
             ConfigError: if a trained layer lies above the last forget layer (no gradient reaches it).
         """
         config = self.config
-        self.model, self.forget, self.retain = model, forget, retain
+        self.model, self.forget = model, forget
         self.forget_layers = check_layers(model, config.forget_layers)
         self.last_layer = self.forget_layers[-1]
-        trained = config.trained_layers if config.trained_layers is not None else range(self.last_layer + 1)
-        if max(trained) > self.last_layer:
-            raise ConfigError(
-                f"method.trained_layers {list(trained)}: layers above the last forget "
-                f"layer {self.last_layer} get no gradient from the forget loss"
-            )
-        self.modules: list[TrainedModule] = mlp_modules(model, trained, config.module_patterns)
-        freeze_all_but(model, [m.weight for m in self.modules])
+        self.modules = select_trained(model, config.trained_layers, config.module_patterns, self.last_layer)
         self.blocks = mlp_blocks(model, self.forget_layers)
-        self.retain_block = layer_outputs(model, [self.last_layer])
-        self.originals = [self._mlp_outputs(batch) for batch in forget]
+        with torch.no_grad():
+            self.originals = [kept_outputs(model, b, self.blocks, self.last_layer) for b in forget]
         self.norms = [[o.norm(dim=-1).mean() for o in outputs] for outputs in self.originals]
-        self.retain_originals = [self._residual(batch) for batch in retain]
+        self.anchor = ResidualAnchor(model, retain, self.last_layer)
         self.collapse_bases: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.vectors = self._new_vectors()
+        self.vectors = EpochVectors(self.modules, config)
 
     def trained_parameters(self) -> list[nn.Parameter]:
         """The weights of the trained MLP modules."""
@@ -145,37 +157,13 @@ class CIR:
         ]
         logs["update_norm"] = normalised_step(self.modules, updates, self.config.step_norm)
         if self.config.retain_lr > 0:
-            logs["retain_loss"] = self._retain_step(retain_index)
+            logs["retain_loss"] = self.anchor.step(
+                retain_index, self.trained_parameters(), self.config.retain_lr
+            )
         return logs
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Fit next epoch's collapse bases on this epoch's raw vectors, then start a new store."""
         self.collapse_bases = self.vectors.bases()
-        self.vectors = self._new_vectors()
+        self.vectors = EpochVectors(self.modules, self.config)
         return {}
-
-    def _retain_step(self, retain_index: int) -> float:
-        batch = self.retain[retain_index]
-        with record(self.retain_block) as residual:
-            forward(self.model, batch, self.last_layer)
-        loss = residual_distance(
-            residual[0].outputs[0][batch.kept_tokens()], self.retain_originals[retain_index]
-        )
-        loss.backward()
-        sgd_step(self.trained_parameters(), self.config.retain_lr)
-        return float(loss.detach())
-
-    @torch.no_grad()
-    def _mlp_outputs(self, batch: Batch) -> list[torch.Tensor]:
-        with record(self.blocks) as block_outputs:
-            forward(self.model, batch, self.last_layer)
-        return [r.outputs[0][batch.kept_tokens()] for r in block_outputs]
-
-    @torch.no_grad()
-    def _residual(self, batch: Batch) -> torch.Tensor:
-        with record(self.retain_block) as residual:
-            forward(self.model, batch, self.last_layer)
-        return residual[0].outputs[0][batch.kept_tokens()]
-
-    def _new_vectors(self) -> EpochVectors:
-        return EpochVectors(self.modules, self.config)

@@ -25,14 +25,15 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from cir.config import require
 from cir.data.batches import Batch
-from cir.errors import ConfigError
-from cir.hooks import forward, layer_outputs, record
-from cir.losses import rerouting, residual_distance
+from cir.hooks import kept_outputs, layer_outputs
+from cir.losses import rerouting
 from cir.methods.base import MethodConfig
-from cir.modules import TrainedModule, check_layers, freeze_all_but, mlp_modules, weight_update
-from cir.optim import normalised_step, sgd_step
+from cir.modules import check_layers, select_trained
+from cir.optim import weighted_step
 from cir.registry import METHODS
+from cir.retain import ResidualAnchor
 
 
 @dataclass
@@ -45,30 +46,28 @@ class Config(MethodConfig):
     step_norm: float = 0.2  # η, the norm of each whole forget update (CIR's rule); tune at matched budget
     retain_lr: float = 3e-4  # SGD learning rate of the retain step (CIR's, method.md §2); 0 turns it off
 
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "method",
+            [
+                ("forget_layers", "non-empty", len(self.forget_layers) > 0),
+                ("step_norm", "> 0", self.step_norm > 0),
+                ("retain_lr", ">= 0", self.retain_lr >= 0),
+            ],
+        )
+
 
 @METHODS.register("circuit_breakers", Config, "reroute forget-token residual streams away from the original")
 class CircuitBreakers:
     """Representation rerouting with CIR's normalised forget update and CIR's retain step."""
 
     def __init__(self, config: Config) -> None:
-        """Check the settings that need no model.
-
-        Raises:
-            ConfigError: naming every setting out of range at once (no forget layer, empty trained_layers,
-                step_norm <= 0, retain_lr < 0).
-        """
-        problems = [
-            f"method.{name} must be {rule}, got {getattr(config, name)}"
-            for name, rule, ok in (
-                ("forget_layers", "non-empty", len(config.forget_layers) > 0),
-                ("trained_layers", "non-empty or null", config.trained_layers != []),
-                ("step_norm", "> 0", config.step_norm > 0),
-                ("retain_lr", ">= 0", config.retain_lr >= 0),
-            )
-            if not ok
-        ]
-        if problems:
-            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
         self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
@@ -79,21 +78,14 @@ class CircuitBreakers:
             ConfigError: if a trained layer lies above the last forget layer (no gradient reaches it).
         """
         config = self.config
-        self.model, self.forget, self.retain = model, forget, retain
+        self.model, self.forget = model, forget
         self.forget_layers = check_layers(model, config.forget_layers)
         self.last_layer = self.forget_layers[-1]
-        trained = config.trained_layers if config.trained_layers is not None else range(self.last_layer + 1)
-        if max(trained) > self.last_layer:
-            raise ConfigError(
-                f"method.trained_layers {list(trained)}: layers above the last forget "
-                f"layer {self.last_layer} get no gradient from the rerouting loss"
-            )
-        self.modules: list[TrainedModule] = mlp_modules(model, trained, config.module_patterns)
-        freeze_all_but(model, self.trained_parameters())
+        self.modules = select_trained(model, config.trained_layers, config.module_patterns, self.last_layer)
         self.blocks = layer_outputs(model, self.forget_layers)
         with torch.no_grad():
             self.originals = [self._residuals(batch) for batch in forget]  # per batch, per layer (tokens, d)
-            self.retain_originals = [self._residuals(batch)[-1] for batch in retain]  # (tokens, d) each
+        self.anchor = ResidualAnchor(model, retain, self.last_layer)
 
     def trained_parameters(self) -> list[nn.Parameter]:
         """The weights of the trained MLP modules."""
@@ -105,32 +97,21 @@ class CircuitBreakers:
 
     def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
         """Normalised forget step on the rerouting loss, then the retain step."""
-        loss = self.forget_loss(forget_index)
-        grads = torch.autograd.grad(loss, self.trained_parameters())  # each shaped like its weight
-        updates = [weight_update(m, g) for m, g in zip(self.modules, grads, strict=True)]  # (d_out, d_in)
-        logs = {
-            "forget_loss": float(loss.detach()),
-            "update_norm": normalised_step(self.modules, updates, self.config.step_norm),
-        }
+        logs = weighted_step(
+            self.modules,
+            [("forget_loss", 1.0, lambda: self.forget_loss(forget_index))],
+            self.config.step_norm,
+        )
         if self.config.retain_lr > 0:
-            logs["retain_loss"] = self._retain_step(retain_index)
+            logs["retain_loss"] = self.anchor.step(
+                retain_index, self.trained_parameters(), self.config.retain_lr
+            )
         return logs
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Nothing to refresh between epochs."""
         return {}
 
-    def _retain_step(self, retain_index: int) -> float:
-        """Plain SGD on residual_distance at the last forget layer (method.md §2); returns the loss."""
-        batch = self.retain[retain_index]
-        loss = residual_distance(self._residuals(batch)[-1], self.retain_originals[retain_index])
-        loss.backward()
-        sgd_step(self.trained_parameters(), self.config.retain_lr)
-        return float(loss.detach())
-
     def _residuals(self, batch: Batch) -> list[torch.Tensor]:
         """The residual stream after each forget layer on the batch's kept tokens, (tokens, d) each."""
-        with record(self.blocks) as residual:
-            forward(self.model, batch, self.last_layer)
-        kept = batch.kept_tokens()
-        return [r.outputs[0][kept] for r in residual]
+        return kept_outputs(self.model, batch, self.blocks, self.last_layer)

@@ -17,13 +17,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from cir.config import require
 from cir.data.batches import Batch
-from cir.errors import ConfigError
-from cir.hooks import forward
-from cir.losses import cross_entropy
+from cir.hooks import forward_cross_entropy
 from cir.methods.base import MethodConfig
-from cir.modules import TrainedModule, freeze_all_but, mlp_modules, weight_update
-from cir.optim import normalised_step
+from cir.modules import select_trained
+from cir.optim import weighted_step
 from cir.registry import METHODS
 
 
@@ -36,29 +35,24 @@ class Config(MethodConfig):
     step_norm: float = 0.2  # η, the norm of each whole update (CIR's rule); tune at matched budget
     retain_weight: float = 1.0  # weight of the retain CE; 0 = pure gradient ascent
 
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "method",
+            [("step_norm", "> 0", self.step_norm > 0), ("retain_weight", ">= 0", self.retain_weight >= 0)],
+        )
+
 
 @METHODS.register("grad_diff", Config, "gradient ascent on forget text, descent on retain text")
 class GradDiff:
     """Gradient Difference with CIR's normalised update on the same MLP modules."""
 
     def __init__(self, config: Config) -> None:
-        """Check the settings that need no model.
-
-        Raises:
-            ConfigError: naming every setting out of range at once (empty trained_layers, step_norm <= 0,
-                retain_weight < 0).
-        """
-        problems = [
-            f"method.{name} must be {rule}, got {getattr(config, name)}"
-            for name, rule, ok in (
-                ("trained_layers", "non-empty or null", config.trained_layers != []),
-                ("step_norm", "> 0", config.step_norm > 0),
-                ("retain_weight", ">= 0", config.retain_weight >= 0),
-            )
-            if not ok
-        ]
-        if problems:
-            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
         self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
@@ -68,10 +62,7 @@ class GradDiff:
             ModelError: if a trained layer is out of range or no module matches.
         """
         self.model, self.forget, self.retain = model, forget, retain
-        self.modules: list[TrainedModule] = mlp_modules(
-            model, self.config.trained_layers, self.config.module_patterns
-        )
-        freeze_all_but(model, self.trained_parameters())
+        self.modules = select_trained(model, self.config.trained_layers, self.config.module_patterns)
 
     def trained_parameters(self) -> list[nn.Parameter]:
         """The weights of the trained MLP modules."""
@@ -79,27 +70,22 @@ class GradDiff:
 
     def forget_loss(self, forget_index: int) -> torch.Tensor:
         """-CE(forget batch `forget_index`), attached to the graph: lower means more forgotten."""
-        batch = self.forget[forget_index]
-        return -cross_entropy(forward(self.model, batch), batch.input_ids, batch.attention_mask)
-
-    def retain_loss(self, retain_index: int) -> torch.Tensor:
-        """CE(retain batch `retain_index`), attached to the graph."""
-        batch = self.retain[retain_index]
-        return cross_entropy(forward(self.model, batch), batch.input_ids, batch.attention_mask)
+        return -forward_cross_entropy(self.model, self.forget[forget_index])
 
     def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
         """One normalised step W <- W - η G / ||G|| with G = ∇_W (-CE_forget + retain_weight CE_retain)."""
-        forget_loss = self.forget_loss(forget_index)
-        logs = {"forget_loss": float(forget_loss.detach())}
-        loss = forget_loss
-        if self.config.retain_weight > 0:
-            retain_loss = self.retain_loss(retain_index)
-            logs["retain_loss"] = float(retain_loss.detach())
-            loss = loss + self.config.retain_weight * retain_loss
-        grads = torch.autograd.grad(loss, self.trained_parameters())  # each shaped like its weight
-        updates = [weight_update(m, g) for m, g in zip(self.modules, grads, strict=True)]  # (d_out, d_in)
-        logs["update_norm"] = normalised_step(self.modules, updates, self.config.step_norm)
-        return logs
+        return weighted_step(
+            self.modules,
+            [
+                ("forget_loss", 1.0, lambda: self.forget_loss(forget_index)),
+                (
+                    "retain_loss",
+                    self.config.retain_weight,
+                    lambda: forward_cross_entropy(self.model, self.retain[retain_index]),
+                ),
+            ],
+            self.config.step_norm,
+        )
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Nothing to refresh between epochs."""

@@ -23,13 +23,13 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from cir.config import require
 from cir.data.batches import Batch
-from cir.errors import ConfigError
-from cir.hooks import forward, layer_outputs, record
+from cir.hooks import kept_outputs, layer_outputs
 from cir.losses import mean_squared
 from cir.methods.base import MethodConfig
-from cir.modules import TrainedModule, check_layers, freeze_all_but, mlp_modules, weight_update
-from cir.optim import normalised_step
+from cir.modules import check_layers, select_trained
+from cir.optim import weighted_step
 from cir.registry import METHODS
 
 
@@ -45,30 +45,28 @@ class Config(MethodConfig):
     step_norm: float = 0.2  # η, the norm of each whole update (CIR's rule); tune at matched budget
     seed: int = 0  # seeds the random direction u
 
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "method",
+            [
+                ("steering_scale", "> 0", self.steering_scale > 0),
+                ("alpha", ">= 0", self.alpha >= 0),
+                ("step_norm", "> 0", self.step_norm > 0),
+            ],
+        )
+
 
 @METHODS.register("rmu", Config, "steer a middle layer's forget activations to a fixed random direction")
 class RMU:
     """RMU with CIR's normalised update on the same MLP modules."""
 
     def __init__(self, config: Config) -> None:
-        """Check the settings that need no model.
-
-        Raises:
-            ConfigError: naming every setting out of range at once (empty trained_layers, steering_scale <= 0,
-                alpha < 0, step_norm <= 0).
-        """
-        problems = [
-            f"method.{name} must be {rule}, got {getattr(config, name)}"
-            for name, rule, ok in (
-                ("trained_layers", "non-empty or null", config.trained_layers != []),
-                ("steering_scale", "> 0", config.steering_scale > 0),
-                ("alpha", ">= 0", config.alpha >= 0),
-                ("step_norm", "> 0", config.step_norm > 0),
-            )
-            if not ok
-        ]
-        if problems:
-            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
         self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
@@ -82,15 +80,9 @@ class RMU:
         self.model, self.forget, self.retain = model, forget, retain
         self.layer = check_layers(model, [config.layer])[0]
         trained = config.trained_layers
-        if trained is None:
+        if trained is None:  # the RMU paper's choice: the steered layer and the two below it
             trained = list(range(max(0, self.layer - 2), self.layer + 1))
-        if max(trained) > self.layer:
-            raise ConfigError(
-                f"method.trained_layers {list(trained)}: layers above method.layer {self.layer} "
-                "get no gradient from the RMU loss"
-            )
-        self.modules: list[TrainedModule] = mlp_modules(model, trained, config.module_patterns)
-        freeze_all_but(model, self.trained_parameters())
+        self.modules = select_trained(model, trained, config.module_patterns, self.layer)
         self.block = layer_outputs(model, [self.layer])
         with torch.no_grad():
             forget_hidden = torch.cat([self._residual(batch) for batch in forget])  # (tokens, d)
@@ -114,17 +106,14 @@ class RMU:
 
     def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
         """One normalised step W <- W - η G / ||G|| with G = ∇_W (forget MSE + alpha retain MSE)."""
-        forget_loss = self.forget_loss(forget_index)
-        logs = {"forget_loss": float(forget_loss.detach())}
-        loss = forget_loss
-        if self.config.alpha > 0:
-            retain_loss = self.retain_loss(retain_index)
-            logs["retain_loss"] = float(retain_loss.detach())
-            loss = loss + self.config.alpha * retain_loss
-        grads = torch.autograd.grad(loss, self.trained_parameters())  # each shaped like its weight
-        updates = [weight_update(m, g) for m, g in zip(self.modules, grads, strict=True)]  # (d_out, d_in)
-        logs["update_norm"] = normalised_step(self.modules, updates, self.config.step_norm)
-        return logs
+        return weighted_step(
+            self.modules,
+            [
+                ("forget_loss", 1.0, lambda: self.forget_loss(forget_index)),
+                ("retain_loss", self.config.alpha, lambda: self.retain_loss(retain_index)),
+            ],
+            self.config.step_norm,
+        )
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Nothing to refresh between epochs."""
@@ -132,9 +121,7 @@ class RMU:
 
     def _residual(self, batch: Batch) -> torch.Tensor:
         """The residual stream after `layer` on the batch's kept tokens, (tokens, d)."""
-        with record(self.block) as residual:
-            forward(self.model, batch, self.layer)
-        return residual[0].outputs[0][batch.kept_tokens()]
+        return kept_outputs(self.model, batch, self.block, self.layer)[0]
 
 
 def random_direction(size: int, seed: int) -> torch.Tensor:

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from cir.config import require
 from cir.data.batches import Batch
-from cir.errors import ConfigError
-from cir.hooks import forward
-from cir.losses import cross_entropy, sequence_logprob, simnpo
+from cir.hooks import forward, forward_cross_entropy
+from cir.losses import sequence_logprob, simnpo, target_mask
 from cir.methods.base import MethodConfig
-from cir.modules import TrainedModule, freeze_all_but, mlp_modules, weight_update
-from cir.optim import normalised_step
+from cir.modules import select_trained
+from cir.optim import weighted_step
 from cir.registry import METHODS
 
 
@@ -39,30 +39,28 @@ class Config(MethodConfig):
     gamma: float = 0.0  # reward margin γ, added after the β scaling; 0 = none (SimNPO's suggested value)
     retain_weight: float = 1.0  # weight of the retain CE; 0 = SimNPO alone
 
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "method",
+            [
+                ("beta", "> 0", self.beta > 0),
+                ("step_norm", "> 0", self.step_norm > 0),
+                ("retain_weight", ">= 0", self.retain_weight >= 0),
+            ],
+        )
+
 
 @METHODS.register("simnpo", Config, "reference-free, length-normalised NPO")
 class SimNPO:
     """SimNPO with CIR's normalised update on the same MLP modules."""
 
     def __init__(self, config: Config) -> None:
-        """Check the settings that need no model.
-
-        Raises:
-            ConfigError: naming every setting out of range at once (empty trained_layers, beta <= 0,
-                step_norm <= 0, retain_weight < 0).
-        """
-        problems = [
-            f"method.{name} must be {rule}, got {getattr(config, name)}"
-            for name, rule, ok in (
-                ("trained_layers", "non-empty or null", config.trained_layers != []),
-                ("beta", "> 0", config.beta > 0),
-                ("step_norm", "> 0", config.step_norm > 0),
-                ("retain_weight", ">= 0", config.retain_weight >= 0),
-            )
-            if not ok
-        ]
-        if problems:
-            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
         self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
@@ -72,10 +70,7 @@ class SimNPO:
             ModelError: if a trained layer is out of range or no module matches.
         """
         self.model, self.forget, self.retain = model, forget, retain
-        self.modules: list[TrainedModule] = mlp_modules(
-            model, self.config.trained_layers, self.config.module_patterns
-        )
-        freeze_all_but(model, self.trained_parameters())
+        self.modules = select_trained(model, self.config.trained_layers, self.config.module_patterns)
 
     def trained_parameters(self) -> list[nn.Parameter]:
         """The weights of the trained MLP modules."""
@@ -85,27 +80,23 @@ class SimNPO:
         """The SimNPO term on forget batch `forget_index`, attached to the graph."""
         batch = self.forget[forget_index]
         logprob = sequence_logprob(forward(self.model, batch), batch.input_ids, batch.attention_mask)
-        lengths = batch.attention_mask[:, 1:].sum(dim=-1).clamp(min=1)  # (batch,) real target tokens
+        lengths = target_mask(batch.attention_mask).sum(dim=-1).clamp(min=1)  # (batch,) real target tokens
         return simnpo(logprob, lengths, self.config.beta, self.config.gamma)
-
-    def retain_loss(self, retain_index: int) -> torch.Tensor:
-        """CE(retain batch `retain_index`), attached to the graph."""
-        batch = self.retain[retain_index]
-        return cross_entropy(forward(self.model, batch), batch.input_ids, batch.attention_mask)
 
     def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
         """One normalised step W <- W - η G / ||G|| with G = ∇_W (SimNPO + retain_weight CE_retain)."""
-        forget_loss = self.forget_loss(forget_index)
-        logs = {"forget_loss": float(forget_loss.detach())}
-        loss = forget_loss
-        if self.config.retain_weight > 0:
-            retain_loss = self.retain_loss(retain_index)
-            logs["retain_loss"] = float(retain_loss.detach())
-            loss = loss + self.config.retain_weight * retain_loss
-        grads = torch.autograd.grad(loss, self.trained_parameters())  # each shaped like its weight
-        updates = [weight_update(m, g) for m, g in zip(self.modules, grads, strict=True)]  # (d_out, d_in)
-        logs["update_norm"] = normalised_step(self.modules, updates, self.config.step_norm)
-        return logs
+        return weighted_step(
+            self.modules,
+            [
+                ("forget_loss", 1.0, lambda: self.forget_loss(forget_index)),
+                (
+                    "retain_loss",
+                    self.config.retain_weight,
+                    lambda: forward_cross_entropy(self.model, self.retain[retain_index]),
+                ),
+            ],
+            self.config.step_norm,
+        )
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Nothing to refresh between epochs."""
