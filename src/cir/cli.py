@@ -7,8 +7,10 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import cir.attacks
 import cir.methods  # noqa: F401  (registers the methods)
 from cir.data.batches import make_batches
 from cir.data.facts import load_facts, load_texts
@@ -16,8 +18,8 @@ from cir.demo import DemoConfig, build_demo, load_demo
 from cir.errors import CirError
 from cir.evals.metrics import evaluate_facts, general_loss
 from cir.model_io import load_model
-from cir.pipeline import Inputs, raw_config, run_unlearn
-from cir.registry import METHODS
+from cir.pipeline import Inputs, raw_config, report_markdown, run, run_attack, run_unlearn
+from cir.registry import ATTACKS, METHODS, Registry
 from cir.report import table
 
 
@@ -65,7 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
     _job_args(unlearn)
     unlearn.set_defaults(handler=cmd_unlearn)
 
-    demo = commands.add_parser("demo", help="build the demo model, then unlearn its forget domain with CIR")
+    attack = commands.add_parser("attack", help="relearning attack: train on T, score V every epoch")
+    attack.add_argument("--model", required=True, help="the (unlearned) model folder or hub id")
+    attack.add_argument("--train", type=Path, required=True, help="T facts (.jsonl) the attack trains on")
+    attack.add_argument("--eval", type=Path, required=True, help="V facts (.jsonl) it is scored on")
+    attack.add_argument("--attack", default="finetune", help="finetune, lora, few_shot (see `cir attacks`)")
+    attack.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    attack.add_argument("--config", help="YAML config file with an `attack:` section")
+    attack.add_argument("--force", action="store_true", help="replace an existing output folder")
+    attack.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    attack.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=50")
+    attack.set_defaults(handler=cmd_attack)
+
+    run = commands.add_parser("run", help="unlearn T + V, attack with T, report V: one folder")
+    _job_args(run)
+    run.add_argument("--train", type=Path, help="T facts (.jsonl); default: the demo's T split")
+    run.add_argument("--eval", type=Path, help="V facts (.jsonl); default: the demo's V split")
+    run.add_argument("--attack", default="finetune", help="finetune, lora, few_shot (see `cir attacks`)")
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser(
+        "demo", help="build the demo model, unlearn its forget domain with CIR, attack"
+    )
     demo.add_argument("--out", type=Path, help="output folder (default: runs/demo-<time>)")
     demo.add_argument("--force", action="store_true", help="replace an existing output folder")
     demo.add_argument("overrides", nargs="*", metavar="key=value")
@@ -74,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = commands.add_parser("methods", help="list the unlearning methods")
     methods.set_defaults(handler=cmd_methods)
+    attacks = commands.add_parser("attacks", help="list the attacks")
+    attacks.set_defaults(handler=cmd_attacks)
     return parser
 
 
@@ -106,14 +131,14 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
 
 def _inputs(args: argparse.Namespace) -> Inputs:
     return Inputs(
-        args.model,
-        args.forget,
-        args.retain,
-        args.general,
-        args.device,
-        args.dtype,
-        args.trust_remote_code,
-        args.cache_dir,
+        model=args.model,
+        forget=args.forget,
+        retain=args.retain,
+        general=args.general,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        cache_dir=args.cache_dir,
     )
 
 
@@ -154,22 +179,61 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     _print_unlearn(summary, args.out)
 
 
+def cmd_attack(args: argparse.Namespace) -> None:
+    """`cir attack`."""
+    summary = run_attack(
+        args.model,
+        args.train,
+        args.eval,
+        args.attack,
+        raw_config(args.config, args.overrides),
+        args.out,
+        args.force,
+        args.device,
+    )
+    rows = [
+        {"": stage, **{k[len("eval_") :]: v for k, v in summary[stage].items()}}
+        for stage in ("before", "final", "post_attack")
+    ]
+    print(table(rows, list(rows[0]), digits=4))
+    print(f"post-attack: {summary['post_attack_definition']}; output: {args.out}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """`cir run`."""
+    inputs = replace(_inputs(args), train=args.train, eval=args.eval)
+    report = run(inputs, raw_config(args.config, args.overrides), args.attack, args.out, args.force)
+    print(report_markdown(report))
+    print(f"output: {args.out}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    """`cir demo`: build (cached) -> eval -> CIR unlearn -> eval, printed before/after."""
+    """`cir demo`: build (cached) -> eval -> CIR unlearn (budget-stopped) -> attack -> report."""
     out = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     paths = build_demo(cache_dir=args.cache_dir)
-    report = json.loads(paths.report.read_text())
+    build_report = json.loads(paths.report.read_text())
     print(f"demo model: {paths.model}")
-    print(_facts_table(report))
-    inputs = Inputs(cache_dir=args.cache_dir)
-    summary = run_unlearn(inputs, raw_config(None, args.overrides), out, args.force)
-    _print_unlearn(summary, out)
+    print(_facts_table(build_report))
+    report = run(
+        Inputs(cache_dir=args.cache_dir), raw_config(None, args.overrides), "finetune", out, args.force
+    )
+    print(report_markdown(report))
+    print(f"output: {out}")
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
     """`cir methods`."""
-    rows = [{"method": name, "description": METHODS.get(name).description} for name in METHODS.names()]
-    print(table(rows, ["method", "description"]))
+    _print_registry(METHODS, "method")
+
+
+def cmd_attacks(args: argparse.Namespace) -> None:
+    """`cir attacks`."""
+    _print_registry(ATTACKS, "attack")
+
+
+def _print_registry(registry: Registry, kind: str) -> None:
+    rows = [{kind: name, "description": registry.get(name).description} for name in registry.names()]
+    print(table(rows, [kind, "description"]))
 
 
 def _facts_table(report: dict) -> str:

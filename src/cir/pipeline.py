@@ -6,24 +6,27 @@ The CLI only parses arguments and calls these. Each writes one output folder ato
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from cir.attacks.base import AttackConfig, AttackResult
 from cir.config import from_dict, load_yaml, merge, parse_overrides, split_sections, to_dict
 from cir.data.facts import Fact, fact_sentences, load_facts, load_texts
 from cir.demo import DemoPaths, build_demo, world_of
 from cir.errors import ConfigError
 from cir.methods.base import MethodConfig
 from cir.model_io import atomic_output_dir, check_output_dir, load_model, write_json_atomic
-from cir.registry import METHODS
+from cir.registry import ATTACKS, METHODS
+from cir.report import table
 from cir.runtime import peak_memory_bytes
 from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
 
 PRESETS = Path(__file__).parent / "presets"
 UNLEARN_SECTIONS = ["unlearn", "method"]
+RUN_SECTIONS = ["unlearn", "method", "attack"]
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Inputs:
 
     model: str | None = None  # local folder or hub id; None = the demo model (built on first use)
     forget: list[Path] = field(default_factory=list)  # fact files to forget; demo: its forget facts (T + V)
+    train: Path | None = None  # T facts the attack trains on (a run forgets T + V); demo: its T split
+    eval: Path | None = None  # V facts the attack is scored on; demo: its V split
     retain: Path | None = None  # retain texts (.jsonl facts or .txt lines); demo: its retain facts + general
     general: Path | None = None  # held-out general text for the budget; demo: its general_eval
     device: str = "auto"
@@ -68,16 +73,39 @@ def config_source(config: str | Path | None) -> dict[str, Any]:
     return load_yaml(path)
 
 
-def unlearn_configs(raw: dict[str, Any], source: str = "config") -> tuple[UnlearnConfig, MethodConfig]:
-    """Build the loop's and the chosen method's config from a raw mapping with sections unlearn/method.
+def unlearn_configs(
+    sections: dict[str, dict[str, Any]], source: str = "config"
+) -> tuple[UnlearnConfig, MethodConfig]:
+    """Build the loop's and the chosen method's config from the `unlearn` and `method` sections.
 
     Raises:
         ConfigError: naming every bad key.
     """
-    sections = split_sections(raw, UNLEARN_SECTIONS, source)
     loop = from_dict(UnlearnConfig, sections["unlearn"], f"{source}: unlearn")
     method = from_dict(METHODS.get(loop.method).config_class, sections["method"], f"{source}: method")
     return loop, method
+
+
+def attack_config(name: str, sections: dict[str, dict[str, Any]], source: str = "config") -> AttackConfig:
+    """The config of attack `name` from the `attack` section.
+
+    Raises:
+        ConfigError: for an unknown attack or a bad key.
+    """
+    return from_dict(ATTACKS.get(name).config_class, sections["attack"], f"{source}: attack")
+
+
+def attack_facts(inputs: Inputs, demo: DemoPaths | None) -> tuple[list[Fact], list[Fact]]:
+    """T and V: the given files, or the demo's split.
+
+    Raises:
+        ConfigError: if one is missing and there is no demo to take it from.
+    """
+    if inputs.train is not None and inputs.eval is not None:
+        return load_facts(inputs.train), load_facts(inputs.eval)
+    if demo is None:
+        raise ConfigError("with --model, give --train T.jsonl and --eval V.jsonl (the attack's split)")
+    return load_facts(demo.forget_train), load_facts(demo.forget_val)
 
 
 def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
@@ -89,6 +117,8 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
     """
     demo = build_demo(cache_dir=inputs.cache_dir, progress=progress) if inputs.model is None else None
     name = str(demo.model) if demo else inputs.model
+    if inputs.train is not None and inputs.eval is not None:  # a run forgets T + V
+        inputs = replace(inputs, forget=[inputs.train, inputs.eval])
     if demo is None and (not inputs.forget or inputs.general is None):
         raise ConfigError(
             "with --model, give --forget FILE... and --general FILE (held-out text for the budget)"
@@ -129,7 +159,7 @@ def run_unlearn(
         OutputExistsError: if `out` exists and not `force` (checked before any work).
         ConfigError, DataError, ModelError: for bad input.
     """
-    loop, method = unlearn_configs(raw_config)
+    loop, method = unlearn_configs(split_sections(raw_config, UNLEARN_SECTIONS, "config"))
     check_output_dir(out, force)
     loaded = load_inputs(inputs, progress)
     result = unlearn(loaded.model, loaded.tokenizer, loaded.data, loop, method, progress)
@@ -166,3 +196,110 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def raw_config(config: str | Path | None, overrides: list[str]) -> dict[str, Any]:
     """The config file (or preset) with `key=value` overrides merged on top."""
     return merge(config_source(config), parse_overrides(overrides))
+
+
+def run_attack(
+    model: str,
+    train: Path,
+    evaluate: Path,
+    attack: str,
+    raw: dict[str, Any],
+    out: Path,
+    force: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Attack a (typically unlearned) model; write attack.jsonl and attack_summary.json to `out`.
+
+    Raises:
+        OutputExistsError, ConfigError, DataError, ModelError: for bad input.
+    """
+    config = attack_config(attack, split_sections(raw, ["attack"], "config"))
+    check_output_dir(out, force)
+    loaded_model, tokenizer = load_model(model, device)
+    result = ATTACKS.build(attack, config).run(
+        loaded_model, tokenizer, load_facts(train), load_facts(evaluate), progress
+    )
+    with atomic_output_dir(out, force, protected=[Path(model)]) as staging:
+        write_attack(staging, attack, result)
+    return result.summary
+
+
+def run(
+    inputs: Inputs, raw: dict[str, Any], attack: str, out: Path, force: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Unlearn T + V under the budget, save the model, attack with T, and report V, in one folder.
+
+    Raises:
+        OutputExistsError, ConfigError, DataError, ModelError: for bad input (checked before the work).
+    """
+    sections = split_sections(raw, RUN_SECTIONS, "config")
+    loop, method = unlearn_configs(sections)
+    attack_cfg = attack_config(attack, sections)
+    check_output_dir(out, force)
+    loaded = load_inputs(inputs, progress)
+    train, evaluate = attack_facts(inputs, loaded.demo)
+    with atomic_output_dir(out, force, protected=[loaded.source] if loaded.source else []) as staging:
+        result = unlearn(loaded.model, loaded.tokenizer, loaded.data, loop, method, progress)
+        summary = unlearn_summary(result, loop, method, loaded)
+        loaded.model.save_pretrained(staging)  # the unlearned model, before the attack changes it
+        loaded.tokenizer.save_pretrained(staging)
+        write_jsonl(staging / "metrics.jsonl", result.history)
+        write_json_atomic(staging / "summary.json", summary)
+        attacked = ATTACKS.build(attack, attack_cfg).run(
+            loaded.model, loaded.tokenizer, train, evaluate, progress
+        )
+        write_attack(staging, attack, attacked)
+        report = run_report(summary, attacked, method=loop.method, attack=attack)
+        write_json_atomic(staging / "report.json", report)
+        (staging / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    return report
+
+
+def write_attack(folder: Path, attack: str, result: AttackResult) -> None:
+    """attack.jsonl (one line per epoch) and attack_summary.json."""
+    write_jsonl(folder / "attack.jsonl", result.history)
+    write_json_atomic(folder / "attack_summary.json", {"attack": attack, **result.summary})
+
+
+def run_report(summary: dict[str, Any], attacked: AttackResult, method: str, attack: str) -> dict[str, Any]:
+    """V's metrics before unlearning, after it and after the attack, plus the disruption."""
+    before_attack = attacked.history[0]
+    return {
+        "method": method,
+        "attack": attack,
+        "post_attack_definition": attacked.summary["post_attack_definition"],
+        "v_after_unlearning": {
+            k[len("eval_") :]: v for k, v in before_attack.items() if k.startswith("eval_")
+        },
+        "v_post_attack": {k[len("eval_") :]: v for k, v in attacked.summary["post_attack"].items()},
+        "forget_before": {
+            k[len("forget_") :]: v for k, v in summary["before"].items() if k.startswith("forget_")
+        },
+        "forget_after": {
+            k[len("forget_") :]: v for k, v in summary["after"].items() if k.startswith("forget_")
+        },
+        "general_loss_before": summary["before"]["general_loss"],
+        "general_loss_after": summary["after"]["general_loss"],
+        "epochs": summary["epochs"],
+        "stop_reason": summary["stop_reason"],
+        "seconds_per_fact": summary["seconds_per_fact"],
+    }
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """A short Markdown report of a run."""
+    keys = list(report["v_post_attack"])
+    rows = [
+        {"stage": "all forget facts, before unlearning", **report["forget_before"]},
+        {"stage": "all forget facts, after unlearning", **report["forget_after"]},
+        {"stage": "V, after unlearning", **report["v_after_unlearning"]},
+        {"stage": "V, post-attack", **report["v_post_attack"]},
+    ]
+    return (
+        f"# {report['method']} then {report['attack']}\n\n{table(rows, ['stage', *keys], markdown=True)}\n\n"
+        f"Post-attack: {report['post_attack_definition']}.\n\n"
+        f"General-text loss {report['general_loss_before']:.4f} -> {report['general_loss_after']:.4f}; "
+        f"{report['epochs']} epoch(s) kept ({report['stop_reason']}); "
+        f"{report['seconds_per_fact']:.3f} s per fact.\n"
+    )

@@ -1,0 +1,172 @@
+"""The command line end to end on a tiny saved model: outputs, refusals and error messages."""
+
+import json
+
+import pytest
+
+import tiny
+from cir.cli import main
+from cir.data.facts import save_facts
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    model = tiny.model("llama", layers=3)
+    model.save_pretrained(root / "model")
+    tiny.tokenizer().save_pretrained(root / "model")
+    save_facts(tiny.FACTS[:2], root / "T.jsonl")
+    save_facts(tiny.FACTS[2:], root / "V.jsonl")
+    (root / "general.txt").write_text("\n".join(tiny.TEXTS[3:]) + "\n")
+    (root / "retain.txt").write_text("\n".join(tiny.TEXTS[2:5]) + "\n")
+    return root
+
+
+def unlearn_args(root, out, *extra):
+    return [
+        "unlearn",
+        "--model",
+        str(root / "model"),
+        "--forget",
+        str(root / "T.jsonl"),
+        str(root / "V.jsonl"),
+        "--retain",
+        str(root / "retain.txt"),
+        "--general",
+        str(root / "general.txt"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "unlearn.max_epochs=2",
+        "unlearn.batch_size=2",
+        "method.forget_layers=[1]",
+        "method.k_act=1",
+        "method.k_grad=1",
+        *extra,
+    ]
+
+
+def test_unlearn_writes_model_metrics_and_summary(workspace, capsys):
+    out = workspace / "unlearned"
+    assert main(unlearn_args(workspace, out)) == 0
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[0]["epoch"] == 0 and len(metrics) >= 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["method"]["forget_layers"] == [1]
+    assert summary["facts"] == 3 and summary["seconds_per_fact"] > 0
+    assert {"stop_reason", "epochs", "peak_memory_bytes", "before", "after"} <= set(summary)
+    assert "forget_answer_prob" in capsys.readouterr().out
+    # a second run into the same folder is refused, with the folder and --force named
+    assert main(unlearn_args(workspace, out)) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main([*unlearn_args(workspace, out), "--force"]) == 0
+
+
+def test_bad_config_key_names_the_key(workspace, capsys):
+    assert main(unlearn_args(workspace, workspace / "bad", "method.k_atc=3")) == 2
+    err = capsys.readouterr().err
+    assert "k_atc" in err and "did you mean 'k_act'" in err
+    assert not (workspace / "bad").exists()
+
+
+def test_bad_fact_file_names_file_and_line(workspace, capsys):
+    broken = workspace / "broken.jsonl"
+    broken.write_text((workspace / "T.jsonl").read_text() + '{"question": "q", "choices": ["a"]}\n')
+    args = unlearn_args(workspace, workspace / "never")
+    args[args.index(str(workspace / "T.jsonl"))] = str(broken)
+    assert main(args) == 2
+    assert f"{broken}:3" in capsys.readouterr().err
+
+
+def test_never_overwrites_the_input_model(workspace, capsys):
+    assert main([*unlearn_args(workspace, workspace / "model"), "--force"]) == 2
+    assert "input model" in capsys.readouterr().err
+    assert (workspace / "model" / "model.safetensors").is_file()
+
+
+def test_run_writes_both_stages_and_report(workspace, capsys):
+    out = workspace / "run"
+    args = [a for a in unlearn_args(workspace, out) if a not in ("unlearn", "--forget")]
+    args = [
+        "run",
+        "--train",
+        str(workspace / "T.jsonl"),
+        "--eval",
+        str(workspace / "V.jsonl"),
+        *[a for a in args if a not in (str(workspace / "T.jsonl"), str(workspace / "V.jsonl"))],
+        "attack.epochs=2",
+        "attack.batch_size=2",
+    ]
+    assert main(args) == 0
+    for name in (
+        "model.safetensors",
+        "metrics.jsonl",
+        "summary.json",
+        "attack.jsonl",
+        "attack_summary.json",
+        "report.json",
+        "report.md",
+    ):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["v_post_attack"]) >= {"acc_t1", "answer_prob"}
+    assert "post-attack" in (out / "report.md").read_text().lower()
+    assert len((out / "attack.jsonl").read_text().splitlines()) == 3
+
+
+def test_attack_command(workspace, capsys):
+    out = workspace / "attacked"
+    assert (
+        main(
+            [
+                "attack",
+                "--model",
+                str(workspace / "model"),
+                "--train",
+                str(workspace / "T.jsonl"),
+                "--eval",
+                str(workspace / "V.jsonl"),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "attack.epochs=1",
+                "attack.batch_size=2",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "attack_summary.json").read_text())
+    assert summary["attack"] == "finetune" and "post_attack" in summary
+    assert (
+        main(
+            [
+                "attack",
+                "--model",
+                str(workspace / "model"),
+                "--train",
+                str(workspace / "T.jsonl"),
+                "--eval",
+                str(workspace / "T.jsonl"),
+                "--out",
+                str(workspace / "overlap"),
+            ]
+        )
+        == 2
+    )
+    assert "overlap" in capsys.readouterr().err
+
+
+def test_listing_commands(capsys):
+    assert main(["methods"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("cir", "mlp_breaking", "grad_diff", "npo", "simnpo", "rmu"))
+    assert main(["attacks"]) == 0
+    assert "finetune" in capsys.readouterr().out
+
+
+def test_unknown_preset_lists_presets(workspace, capsys):
+    assert main([*unlearn_args(workspace, workspace / "x"), "--config", "nope"]) == 2
+    assert "paper_llama8b" in capsys.readouterr().err
