@@ -11,8 +11,15 @@ from cir.demo import DemoConfig, DemoPaths, build_demo, cache_key, load_demo
 
 TINY = DemoConfig(
     world=WorldConfig(forget_facts=8, retain_facts=8, paraphrases=2, general_train=40, general_eval=8),
-    vocab_size=400, hidden_size=32, intermediate_size=64, layers=2, heads=2, epochs=1, block_size=32,
-    batch_size=8, warmup_steps=2,
+    vocab_size=400,
+    hidden_size=32,
+    intermediate_size=64,
+    layers=2,
+    heads=2,
+    epochs=1,
+    block_size=32,
+    batch_size=8,
+    warmup_steps=2,
 )
 
 
@@ -23,7 +30,9 @@ def test_build_saves_model_world_and_report_then_reuses_cache(tmp_path, monkeypa
     assert {"forget_acc_t0", "retain_acc_t0", "general_loss", "build_seconds"} <= set(report)
     assert len(load_facts(paths.forget_train)) + len(load_facts(paths.forget_val)) == 8
     model, tokenizer = load_demo(paths, device="cpu")
-    assert model.config.num_hidden_layers == 2 and len(tokenizer) <= 400 + 4  # + the letters A-D if BPE did not make them
+    assert (
+        model.config.num_hidden_layers == 2 and len(tokenizer) <= 400 + 4
+    )  # + the letters A-D if BPE did not make them
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cache was not reused")
@@ -34,11 +43,15 @@ def test_build_saves_model_world_and_report_then_reuses_cache(tmp_path, monkeypa
 
 def test_cache_key_changes_with_recipe_and_extra_fact_contents(tmp_path):
     facts = tmp_path / "extra.jsonl"
-    facts.write_text('{"question": "q?", "choices": ["a", "b", "c", "d"], "answer": 0, "sentences": ["a."]}\n')
+    facts.write_text(
+        '{"question": "q?", "choices": ["a", "b", "c", "d"], "answer": 0, "sentences": ["a."]}\n'
+    )
     with_extra = DemoConfig(extra_facts=[facts])
     first = cache_key(with_extra)
     assert first != cache_key(DemoConfig()) != cache_key(DemoConfig(epochs=3))
-    facts.write_text('{"question": "q?", "choices": ["a", "b", "c", "d"], "answer": 1, "sentences": ["b."]}\n')
+    facts.write_text(
+        '{"question": "q?", "choices": ["a", "b", "c", "d"], "answer": 1, "sentences": ["b."]}\n'
+    )
     assert cache_key(with_extra) != first
 
 
@@ -60,7 +73,14 @@ def test_pretraining_texts_list_every_choice_of_extra_facts():
 def load_facts_from_shared():
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / ".." / "shared" / "data" / "wmdp_deduped_bio" / "dev_V_corpus_simple.jsonl"
+    path = (
+        Path(__file__).parents[1]
+        / ".."
+        / "shared"
+        / "data"
+        / "wmdp_deduped_bio"
+        / "dev_V_corpus_simple.jsonl"
+    )
     if not path.is_file():
         pytest.skip("../shared data not present")
     return load_facts(path)

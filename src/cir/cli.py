@@ -12,6 +12,8 @@ from pathlib import Path
 
 import cir.attacks
 import cir.methods  # noqa: F401  (registers the methods)
+from cir.bench import run_bench
+from cir.config import merge
 from cir.data.batches import make_batches
 from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
@@ -20,7 +22,7 @@ from cir.evals.metrics import evaluate_facts, general_loss
 from cir.model_io import load_model
 from cir.pipeline import Inputs, raw_config, report_markdown, run, run_attack, run_unlearn
 from cir.registry import ATTACKS, METHODS, Registry
-from cir.report import table
+from cir.report import bench_markdown, table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval", type=Path, help="V facts (.jsonl); default: the demo's V split")
     run.add_argument("--attack", default="finetune", help="finetune, lora, few_shot (see `cir attacks`)")
     run.set_defaults(handler=cmd_run)
+
+    bench = commands.add_parser("bench", help="every method at the same budgets, attack and seeds")
+    bench.add_argument("--model", help="model folder or hub id (default: the demo model)")
+    bench.add_argument(
+        "--facts", nargs="+", type=Path, help="fact files, pooled then split per seed (default: demo)"
+    )
+    bench.add_argument("--retain", type=Path, help="texts to keep (.jsonl facts or .txt lines)")
+    bench.add_argument("--general", type=Path, help="held-out general text (.txt) for the budget")
+    bench.add_argument("--methods", nargs="+", help="methods to compare (default: see bench.methods)")
+    bench.add_argument("--budget", nargs="+", type=float, help="budgets, e.g. 0.001 0.01")
+    bench.add_argument("--seeds", type=int, help="number of seeds")
+    bench.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    bench.add_argument("--config", help="YAML with sections bench, unlearn, attack, methods")
+    bench.add_argument("--force", action="store_true", help="replace an existing output folder")
+    bench.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=5")
+    _model_args(bench)
+    _cache_arg(bench)
+    bench.set_defaults(handler=cmd_bench)
 
     demo = commands.add_parser(
         "demo", help="build the demo model, unlearn its forget domain with CIR, attack"
@@ -204,6 +224,26 @@ def cmd_run(args: argparse.Namespace) -> None:
     inputs = replace(_inputs(args), train=args.train, eval=args.eval)
     report = run(inputs, raw_config(args.config, args.overrides), args.attack, args.out, args.force)
     print(report_markdown(report))
+    print(f"output: {args.out}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    """`cir bench`: flags are shorthands for bench.* overrides."""
+    shorthands = {"methods": args.methods, "budgets": args.budget, "seeds": args.seeds}
+    flags = {"bench": {k: v for k, v in shorthands.items() if v is not None}}
+    raw = merge(raw_config(args.config, args.overrides), flags)
+    inputs = Inputs(
+        model=args.model,
+        forget=list(args.facts or []),
+        retain=args.retain,
+        general=args.general,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        cache_dir=args.cache_dir,
+    )
+    results = run_bench(inputs, raw, args.out, args.force)
+    print(bench_markdown(results))
     print(f"output: {args.out}")
 
 

@@ -31,3 +31,44 @@ def table(
         for r, kinds in zip(cells, numeric, strict=True)
     ]
     return "\n".join(lines)
+
+
+def _pm(row: Mapping[str, Any], key: str, digits: int = 3) -> str:
+    value, spread = row[key], row[f"{key}_std"]
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{value:.{digits}f}"
+
+
+def bench_markdown(results: Mapping[str, Any]) -> str:
+    """The bench's Markdown report: one table per budget, then the definitions."""
+    metric = results["config"]["bench"]["metric"]
+    lines = [f"# Bench: V {metric} before unlearning, after it, and after the attack", ""]
+    lines.append(
+        f"{results['facts']} known facts; mean ± std over seeds. Attack: "
+        f"{results['config']['bench']['attack']}."
+    )
+    for budget in results["config"]["bench"]["budgets"]:
+        rows = [r for r in results["table"] if r["budget"] == budget]
+        lines += ["", f"## Budget {100 * budget:g}% general-loss rise", ""]
+        cells = [
+            {
+                "method": r["method"],
+                "before": _pm(r, "before"),
+                "unlearned": _pm(r, "unlearned"),
+                "post-attack": _pm(r, "post_attack"),
+                "drop": _pm(r, "drop"),
+                "ratio vs best baseline": _pm(r, "ratio", 2) if r["method"] == "cir" else "",
+                "acc_t1 post-attack": _pm(r, "acc_t1_post_attack"),
+                "general loss Δ%": _pm(r, "general_loss_change", 2),
+                "epochs": _pm(r, "epochs", 1),
+                "s/fact": _pm(r, "seconds_per_fact", 3),
+            }
+            for r in rows
+        ]
+        lines.append(table(cells, list(cells[0]), markdown=True))
+        best = rows[0]["best_baseline"] if rows else None
+        lines.append(f"\nBest baseline at this budget (largest mean drop): {best}.")
+    lines += ["", "## Definitions", ""]
+    lines += [f"- **{k}**: {v}" for k, v in results["definition"].items()]
+    return "\n".join(lines) + "\n"

@@ -10,11 +10,12 @@ the update norm and the wall time.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -25,6 +26,8 @@ from cir.evals.metrics import McqFormat, evaluate_facts, general_loss, kl_to_ref
 from cir.methods.base import Method, MethodConfig
 from cir.registry import METHODS
 from cir.runtime import interrupt_flag, seed_everything
+
+EpochCallback = Callable[[dict[str, float], list[nn.Parameter]], None]
 
 
 @dataclass
@@ -51,6 +54,7 @@ class UnlearnData:
     forget_facts: list[Fact]
     retain_texts: list[str]
     general_texts: list[str]
+    monitor_facts: list[Fact] | None = None  # facts scored after every epoch; None = forget_facts
 
 
 @dataclass
@@ -73,8 +77,13 @@ def unlearn(
     config: UnlearnConfig,
     method_config: MethodConfig | None = None,
     progress: bool = True,
+    on_epoch: EpochCallback | None = None,
 ) -> UnlearnResult:
     """Unlearn `data.forget_facts` from `model` in place with the configured method.
+
+    `on_epoch(entry, parameters)` is called after each epoch's measurement, before the budget check,
+    with the epoch's history entry and the trained parameters (e.g. to snapshot the weights at several
+    budgets in one run).
 
     Raises:
         ConfigError: unknown method or a method setting that cannot apply to this model.
@@ -90,7 +99,8 @@ def unlearn(
         b.to(device)
         for b in make_batches(tokenizer, data.general_texts, config.eval_batch_size, config.max_length)
     ]
-    probe = _Probe(model, tokenizer, data.forget_facts, general, config)
+    monitored = data.monitor_facts if data.monitor_facts is not None else data.forget_facts
+    probe = _Probe(model, tokenizer, monitored, general, config)
     flags = [p.requires_grad for p in model.parameters()]
     was_training = model.training
     model.eval()  # no dropout: updates must be deterministic and exact
@@ -102,7 +112,8 @@ def unlearn(
             before = probe.measure()
         budget = DisruptionBudget(config.budget_metric, config.budget, before[config.budget_metric])
         history = [{"epoch": 0, **before}]
-        loop = _Loop(method, probe, budget, WeightSnapshot(method.trained_parameters()), clock, history)
+        snapshot = WeightSnapshot(method.trained_parameters())
+        loop = _Loop(method, probe, budget, snapshot, clock, history, on_epoch)
         stop_reason, kept = loop.run(len(forget), len(retain), config, progress)
     finally:
         for parameter, flag in zip(model.parameters(), flags, strict=True):
@@ -128,6 +139,7 @@ class _Loop:
     snapshot: WeightSnapshot
     clock: _Clock
     history: list[dict[str, float]]
+    on_epoch: EpochCallback | None
 
     def run(
         self, forget_count: int, retain_count: int, config: UnlearnConfig, progress: bool
@@ -156,6 +168,8 @@ class _Loop:
                     disruption = self.probe.disruption()
                 metrics = self.probe.measure_facts() | disruption
                 self.history.append({"epoch": epoch + 1, **sums, **metrics, "seconds": self.clock.seconds})
+                if self.on_epoch is not None:
+                    self.on_epoch(self.history[-1], self.snapshot.parameters)
                 if not self.budget.within(disruption[config.budget_metric]):
                     self.snapshot.restore()
                     return "budget", kept

@@ -1,0 +1,282 @@
+"""`cir bench`: every method at the same budgets, the same attack and the same seeds, side by side.
+
+For each seed the known forget facts are split into T and V; for each method the model is unlearned
+once on T + V up to the largest budget, with the trained weights kept after every epoch, so the
+model at each smaller budget is the last epoch within it (the same trajectory a run stopped at that
+budget would follow). Each budget's model is then attacked with T and scored on V.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cir.config import from_dict, split_sections, to_dict
+from cir.data.facts import Fact, split_facts
+from cir.errors import ConfigError
+from cir.evals.mcq import choice_likelihood_mcq, letter_mcq
+from cir.evals.metrics import evaluate_facts
+from cir.model_io import atomic_output_dir, check_output_dir, write_json_atomic
+from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_configs
+from cir.plots import bench_plots
+from cir.registry import ATTACKS
+from cir.report import bench_markdown
+from cir.unlearn import UnlearnConfig, UnlearnData, unlearn
+
+ABLATIONS = ("cir", "mlp_breaking")  # not baselines: CIR itself and CIR without the collapse
+BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods"]
+
+
+@dataclass
+class BenchConfig:
+    """What the bench compares and how."""
+
+    methods: list[str] = field(
+        default_factory=lambda: ["cir", "mlp_breaking", "grad_diff", "circuit_breakers"]
+    )
+    budgets: list[float] = field(default_factory=lambda: [0.001, 0.01])  # relative general-loss rises
+    seeds: int = 3  # seeds 0..seeds-1: each its own T/V split, data order and attack shuffle
+    attack: str = "finetune"  # a registered attack (`cir attacks`)
+    val_fraction: float = 0.2  # share of known facts in V
+    known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
+    prior_field: str | None = None  # fact field holding the prior acc_t1; None = measure it with the model
+    metric: str = "answer_prob"  # the headline V metric: answer_prob, acc_t1 or acc_t0
+
+
+def known_facts(loaded: Loaded, facts: Sequence[Fact], config: BenchConfig, mcq_format: str) -> list[Fact]:
+    """Facts the model knows before unlearning: prior acc_t1 >= threshold (field or measured)."""
+    if config.prior_field is not None:
+        return [f for f in facts if f.extra.get(config.prior_field, 0.0) >= config.known_threshold]
+    scorer = letter_mcq if mcq_format == "letter" else choice_likelihood_mcq
+    scores = scorer(loaded.model, loaded.tokenizer, facts).per_fact_t1
+    return [f for f, p in zip(facts, scores, strict=True) if p >= config.known_threshold]
+
+
+class EpochWeights:
+    """The trained weights after every epoch of one unlearning run (CPU copies)."""
+
+    def __init__(self) -> None:
+        self.by_epoch: dict[int, list[torch.Tensor]] = {}
+        self.parameters: list[nn.Parameter] = []
+
+    def __call__(self, entry: dict[str, float], parameters: list[nn.Parameter]) -> None:
+        """The unlearning loop's per-epoch callback."""
+        self.parameters = parameters
+        self.by_epoch[int(entry["epoch"])] = [p.detach().to("cpu", copy=True) for p in parameters]
+
+    @torch.no_grad()
+    def load(self, epoch: int, original: dict[str, torch.Tensor], model: nn.Module) -> None:
+        """Put the model in its state after `epoch` (0 = the original)."""
+        model.load_state_dict(original)
+        if epoch > 0:
+            for parameter, value in zip(self.parameters, self.by_epoch[epoch], strict=True):
+                parameter.copy_(value)
+
+
+def epoch_within(history: Sequence[dict[str, float]], budget: float, metric: str) -> int:
+    """The last epoch before the first one whose disruption exceeds `budget` (0 = none was within)."""
+    base = history[0][metric]
+    limit = base * (1 + budget) if metric == "general_loss" else budget
+    kept = 0
+    for entry in history[1:]:
+        if entry[metric] > limit:
+            break
+        kept = int(entry["epoch"])
+    return kept
+
+
+def run_bench(
+    inputs: Inputs, raw: dict[str, Any], out: Path, force: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Run the comparison and write results.json, results.md and the plots into `out`.
+
+    Raises:
+        OutputExistsError, ConfigError, DataError, ModelError: for bad input (checked before the work).
+    """
+    sections = split_sections(raw, BENCH_SECTIONS, "config")
+    bench = from_dict(BenchConfig, sections["bench"], "config: bench")
+    loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
+    method_configs = per_method_configs(bench.methods, sections["methods"])
+    attack = attack_config(bench.attack, sections)
+    check_output_dir(out, force)
+    loaded = load_inputs(inputs, progress)
+    facts = known_facts(loaded, loaded.data.forget_facts, bench, loop.mcq_format)
+    original = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
+    runs = []
+    jobs = [(seed, name) for seed in range(bench.seeds) for name in bench.methods]
+    for seed, name in tqdm(jobs, desc="bench", disable=not progress):
+        runs += bench_one(loaded, facts, bench, loop, name, method_configs[name], attack, seed, original)
+    results = {
+        "config": {
+            "bench": to_dict(bench),
+            "unlearn": to_dict(loop),
+            "attack": to_dict(attack),
+            "methods": {n: to_dict(c) for n, c in method_configs.items()},
+        },
+        "facts": len(facts),
+        "definition": definitions(runs),
+        "runs": runs,
+        "table": aggregate(runs, bench),
+    }
+    with atomic_output_dir(out, force) as staging:
+        write_json_atomic(staging / "results.json", results)
+        (staging / "results.md").write_text(bench_markdown(results), encoding="utf-8")
+        bench_plots(results, staging)
+    return results
+
+
+def per_method_configs(names: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Each method's config: its defaults with the `methods.<name>` section's overrides.
+
+    Raises:
+        ConfigError: for a section naming a method not benched, or a bad key.
+    """
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ConfigError(f"config: methods: {unknown} not in bench.methods {names}")
+    return {
+        name: unlearn_configs(
+            {"unlearn": {"method": name}, "method": overrides.get(name, {})},
+            f"config: methods.{name}",
+        )[1]
+        for name in names
+    }
+
+
+def bench_one(
+    loaded: Loaded,
+    facts: list[Fact],
+    bench: BenchConfig,
+    loop: UnlearnConfig,
+    name: str,
+    method_config: Any,
+    attack_cfg: Any,
+    seed: int,
+    original: dict[str, torch.Tensor],
+) -> list[dict[str, Any]]:
+    """One method and seed: unlearn up to the largest budget, then attack each budget's model."""
+    model, tokenizer = loaded.model, loaded.tokenizer
+    train, val = split_facts(facts, bench.val_fraction, seed)
+    model.load_state_dict(original)
+    before = evaluate_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
+    data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
+    config = UnlearnConfig(**{**to_dict(loop), "method": name, "budget": max(bench.budgets), "seed": seed})
+    weights = EpochWeights()
+    result = unlearn(model, tokenizer, data, config, method_config, progress=False, on_epoch=weights)
+    runs = []
+    for budget in bench.budgets:
+        epoch = epoch_within(result.history, budget, loop.budget_metric)
+        weights.load(epoch, original, model)
+        attack = ATTACKS.build(bench.attack, attack_cfg).run(model, tokenizer, train, val, progress=False)
+        runs.append(
+            {
+                "method": name,
+                "seed": seed,
+                "budget": budget,
+                "epochs": epoch,
+                "v_before": before,
+                "v_unlearned": {
+                    k[len("forget_") :]: v
+                    for k, v in result.history[epoch].items()
+                    if k.startswith("forget_")
+                },
+                "v_post_attack": {k[len("eval_") :]: v for k, v in attack.summary["post_attack"].items()},
+                "general_loss_before": result.history[0]["general_loss"],
+                "general_loss_after": result.history[epoch]["general_loss"],
+                "seconds_per_fact": result.history[epoch].get("seconds", 0.0) / len(train + val),
+                "unlearn_trajectory": [
+                    {k: h[k] for k in h if k in ("epoch", "general_loss") or k.startswith("forget_")}
+                    for h in result.history
+                ],
+                "attack_trajectory": [
+                    {k: h[k] for k in h if k == "epoch" or k.startswith("eval_")} for h in attack.history
+                ],
+                "post_attack_definition": attack.summary["post_attack_definition"],
+            }
+        )
+    model.load_state_dict(original)
+    return runs
+
+
+def definitions(runs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """What each reported number means."""
+    return {
+        "post_attack": runs[0]["post_attack_definition"] if runs else "",
+        "drop": "V metric before unlearning minus V metric post-attack (higher = more robustly forgotten)",
+        "ratio": "CIR's drop / the best baseline's drop at the same budget, per seed, then mean and std",
+        "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
+        "acc_t1": "mean renormalised probability of the right choice",
+        "acc_t0": "argmax accuracy",
+        "general_loss_change": "relative change of held-out general-text loss, in percent",
+        "seconds_per_fact": "unlearning wall time (setup, steps, budget checks) up to the kept epoch / facts",
+    }
+
+
+def aggregate(runs: Sequence[dict[str, Any]], bench: BenchConfig) -> list[dict[str, Any]]:
+    """One row per (budget, method): mean and std over seeds, the drop, and the ratio to the best baseline."""
+    metric = bench.metric
+    rows = []
+    for budget in bench.budgets:
+        drops = {
+            name: {
+                r["seed"]: r["v_before"][metric] - r["v_post_attack"][metric]
+                for r in runs
+                if r["method"] == name and r["budget"] == budget
+            }
+            for name in bench.methods
+        }
+        baselines = [n for n in bench.methods if n not in ABLATIONS and drops[n]]
+        best = max(baselines, key=lambda n: statistics.fmean(drops[n].values()), default=None)
+        for name in bench.methods:
+            mine = [r for r in runs if r["method"] == name and r["budget"] == budget]
+            rows.append(
+                {
+                    "budget": budget,
+                    "method": name,
+                    **summarise(mine, metric),
+                    **ratio(drops[name], drops[best] if best else {}, best),
+                }
+            )
+    return rows
+
+
+def summarise(runs: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Mean and std over seeds of the row's numbers."""
+
+    def stats(key: str, values: list[float]) -> dict[str, float]:
+        return {
+            key: statistics.fmean(values),
+            f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
+
+    columns = {
+        "before": [r["v_before"][metric] for r in runs],
+        "unlearned": [r["v_unlearned"][metric] for r in runs],
+        "post_attack": [r["v_post_attack"][metric] for r in runs],
+        "drop": [r["v_before"][metric] - r["v_post_attack"][metric] for r in runs],
+        "acc_t1_post_attack": [r["v_post_attack"]["acc_t1"] for r in runs],
+        "general_loss_change": [100 * (r["general_loss_after"] / r["general_loss_before"] - 1) for r in runs],
+        "epochs": [float(r["epochs"]) for r in runs],
+        "seconds_per_fact": [r["seconds_per_fact"] for r in runs],
+    }
+    row: dict[str, Any] = {"seeds": len(runs)}
+    for key, values in columns.items():
+        row |= stats(key, values)
+    return row
+
+
+def ratio(mine: dict[int, float], best: dict[int, float], best_name: str | None) -> dict[str, Any]:
+    """Drop / best baseline's drop, per seed, then mean and std (None where the baseline's drop <= 0)."""
+    per_seed = [mine[s] / best[s] for s in mine if s in best and best[s] > 0]
+    return {
+        "best_baseline": best_name,
+        "ratio": statistics.fmean(per_seed) if per_seed else None,
+        "ratio_std": statistics.stdev(per_seed) if len(per_seed) > 1 else None,
+    }
