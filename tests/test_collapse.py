@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from cir.collapse import collapsed_weight_grad, fit_basis, principal_components, project_out, projector
+from cir.collapse import (
+    Collapse,
+    collapsed_weight_grad,
+    fit_basis,
+    fit_collapse,
+    principal_components,
+    project_out,
+    projector,
+)
 
 
 def spread_vectors(n: int = 400, d: int = 24, seed: int = 0) -> torch.Tensor:
@@ -84,3 +92,60 @@ def test_collapsed_grad_has_no_component_along_collapsed_directions():
     # and the rest of the gradient is kept: the orthogonal complement part is unchanged
     plain = g.T @ x
     torch.testing.assert_close(projector(grad) @ plain @ projector(act), update, atol=1e-2, rtol=1e-4)
+
+
+def known_spectrum_vectors(n=64, variances=(16.0, 9.0, 4.0, 1.0, 0.25, 0.09, 0.04, 0.01), seed=0):
+    """Vectors whose scatter matrix is exactly diag(variances) and whose mean (5 e_7) is orthogonal
+    to the top principal axes e_0, e_1, ..., so the soft weights have an exact oracle."""
+    generator = torch.Generator().manual_seed(seed)
+    raw = torch.randn(n, len(variances), generator=generator, dtype=torch.float64)
+    q, _ = torch.linalg.qr(raw - raw.mean(0))  # (n, d): orthonormal, zero-mean columns
+    mean = torch.zeros(len(variances), dtype=torch.float64)
+    mean[-1] = 5.0
+    return (q * torch.tensor(variances, dtype=torch.float64).sqrt() + mean).float()
+
+
+def test_hard_collapse_is_soft_code_with_zero_keep_weights():
+    vectors = spread_vectors()
+    hard = fit_collapse(vectors, 5, exact=True)
+    assert torch.equal(hard.keep, torch.zeros(5))
+    assert torch.equal(hard.basis, fit_basis(vectors, 5, exact=True))
+    assert torch.equal(project_out(vectors, hard), project_out(vectors, hard.basis))
+    # a soft collapse whose keep-weights are all 0 is exactly the hard projector
+    soft = fit_collapse(vectors, 5, soft=True, exact=True)
+    assert torch.equal(soft.basis, hard.basis) and torch.all(soft.keep[1:] > 0)
+    zeroed = Collapse(soft.basis, torch.zeros_like(soft.keep))
+    torch.testing.assert_close(projector(zeroed), projector(soft.basis), atol=0, rtol=0)
+    torch.testing.assert_close(project_out(vectors, zeroed), project_out(vectors, soft.basis), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_soft_keep_weights_follow_eigenvalue_ratio(exact):
+    vectors = known_spectrum_vectors()
+    collapse = fit_collapse(vectors, 4, soft=True, exact=exact)
+    # mean removed; PCs 1..3 (λ = 16, 9, 4) kept with λ_4 / λ_i, λ_4 = 1 the first PC not collapsed
+    expected = torch.tensor([0.0, 1 / 16, 1 / 9, 1 / 4])
+    torch.testing.assert_close(collapse.keep, expected, atol=1e-5, rtol=1e-4)
+    # the directions are the mean axis e_7, then the principal axes e_0, e_1, e_2 (up to sign)
+    torch.testing.assert_close(collapse.basis.abs(), torch.eye(8)[[7, 0, 1, 2]], atol=1e-4, rtol=0)
+
+
+def test_soft_keep_weights_are_zero_without_an_uncollapsed_component():
+    vectors = known_spectrum_vectors(variances=(4.0, 1.0, 0.0, 0.0))  # only two axes vary
+    collapse = fit_collapse(vectors, 3, soft=True, exact=True)  # mean + both varying PCs: none left
+    assert torch.equal(collapse.keep, torch.zeros(3))
+
+
+def test_soft_operator_is_symmetric_and_shrinks_each_direction_by_its_weight():
+    vectors = spread_vectors(n=500, d=24)
+    collapse = fit_collapse(vectors, 6, soft=True)
+    keep = collapse.keep
+    assert keep[0] == 0 and torch.all((keep[1:] > 0) & (keep[1:] < 1)), keep
+    assert torch.all(keep[1:-1] <= keep[2:])  # larger spread, smaller weight
+    p = projector(collapse)
+    torch.testing.assert_close(p, p.T, atol=1e-6, rtol=0)
+    torch.testing.assert_close(collapse.basis @ p, keep[:, None] * collapse.basis, atol=1e-6, rtol=0)
+    # vectors orthogonal to the basis pass unchanged; project_out agrees with the dense operator
+    outside = project_out(torch.randn(10, 24), collapse.basis)
+    torch.testing.assert_close(project_out(outside, collapse), outside, atol=1e-5, rtol=0)
+    torch.testing.assert_close(project_out(vectors, collapse), vectors @ p, atol=1e-4, rtol=1e-5)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from transformers.utils import logging as transformers_logging
+
 import cir.attacks
 import cir.methods  # noqa: F401  (registers the methods)
 from cir.bench import run_bench
@@ -29,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 130 for Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Loading a small model is instant; transformers' per-tensor bars would only clutter our own.
+    transformers_logging.disable_progress_bar()
     try:
         args.handler(args)
     except CirError as error:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import tiny
-from cir.collapse import collapsed_weight_grad, fit_basis
+from cir.collapse import collapsed_weight_grad, fit_basis, projector
 from cir.data.batches import make_batches
 from cir.hooks import forward, record
 from cir.losses import mlp_breaking
@@ -131,3 +131,31 @@ def test_retain_step_moves_weights_toward_original_residual():
     loss_before = method.anchor.step(0, method.trained_parameters(), method.config.retain_lr)
     loss_after = method.anchor.step(0, method.trained_parameters(), method.config.retain_lr)
     assert loss_after < loss_before
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_soft_collapse_removes_the_mean_and_shrinks_the_components(arch):
+    model, batches, method = setup_cir(arch, k_act=4, k_grad=0, collapse="soft", step_norm=0.05)
+    perturb(model)
+    for index in range(len(batches)):
+        method.step(index, index, epoch=0)
+    method.end_epoch(0)
+    expected = kept_only_autograd_grads(model, method, batches[0])  # uncollapsed, at the same weights
+    before = [m.weight.detach().clone() for m in method.modules]
+    method.step(0, 0, epoch=1)
+    plain = [weight_update(m, g) for m, g in zip(method.modules, expected)]  # (d_out, d_in)
+    collapsed = [g @ projector(act) for g, (act, _) in zip(plain, method.collapses)]  # G P_soft
+    norm = torch.sqrt(sum(c.pow(2).sum() for c in collapsed))
+    for module, old, grad, update, (act, _) in zip(
+        method.modules, before, plain, collapsed, method.collapses
+    ):
+        delta = weight_update(module, module.weight.detach() - old)  # (d_out, d_in) = -η G P / N
+        torch.testing.assert_close(delta, -0.05 * update / norm, atol=1e-7, rtol=1e-4)
+        keep = act.keep
+        assert act.basis.shape[0] == 4 and keep[0] == 0
+        assert torch.all((keep[1:] > 0) & (keep[1:] < 1)), keep
+        along = delta @ act.basis.T  # (d_out, 4): the update's component along each collapsed direction
+        assert along[:, 0].abs().max() < 1e-5 * delta.abs().max() * delta.shape[1]  # mean: removed
+        # each PC direction: the plain gradient's component times its keep-weight (shrunk, not removed)
+        torch.testing.assert_close(along[:, 1:], -0.05 / norm * (grad @ act.basis.T)[:, 1:] * keep[1:])
+        assert along[:, 1:].abs().amax(0).min() > 0

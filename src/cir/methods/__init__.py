@@ -6,6 +6,7 @@ from cir.methods import (  # noqa: F401  (imported to register)
     grad_diff,
     mlp_breaking,
     npo,
+    repselect,
     rmu,
     simnpo,
 )

@@ -5,18 +5,21 @@ weight update only from the parts of each module's input activations and output 
 NOT shared across forget tokens: the mean and top principal components of the previous epoch's
 vectors are projected out first. Epoch 0 only gathers those statistics. After each forget step, a
 plain SGD retain step keeps the residual stream after the last forget layer close to the original.
+With `collapse="soft"` each collapsed principal component is shrunk rather than removed
+(RepSelect's Mahalanobis-style variant, `cir.collapse.fit_collapse`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from cir.collapse import collapsed_weight_grad, fit_basis
+from cir.collapse import Collapse, collapsed_weight_grad, fit_collapse
 from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import forward, kept_outputs, record
@@ -39,6 +42,7 @@ class Config(MethodConfig):
     k_grad: int = 32  # output-gradient-side directions collapsed, same rule [36]
     step_norm: float = 0.05  # η, the norm of each whole forget update [0.2]
     retain_lr: float = 0.1  # SGD learning rate of the retain step; 0 turns it off [3e-4]
+    collapse: Literal["hard", "soft"] = "hard"  # soft: keep PC i scaled by λ_k/λ_i (RepSelect, §5)
     exact_pca: bool = False  # eigh instead of randomised PCA (slow; a test oracle)
     stats_on_cpu: bool = False  # keep each epoch's vectors on CPU (large models on a small GPU)
 
@@ -84,17 +88,18 @@ class EpochVectors:
         if self.config.k_grad > 0:
             self.grads[index].append(grads.to(self.device or grads.device, inputs.dtype))
 
-    def bases(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per module, the (act_basis, grad_basis) to collapse next epoch."""
+    def collapses(self) -> list[tuple[Collapse, Collapse]]:
+        """Per module, the (input-side, output-gradient-side) collapse to apply next epoch."""
         return [
-            (self._basis(xs, self.config.k_act, d_in), self._basis(gs, self.config.k_grad, d_out))
+            (self._collapse(xs, self.config.k_act, d_in), self._collapse(gs, self.config.k_grad, d_out))
             for xs, gs, (d_out, d_in) in zip(self.inputs, self.grads, self.shapes, strict=True)
         ]
 
-    def _basis(self, vectors: list[torch.Tensor], count: int, dim: int) -> torch.Tensor:
+    def _collapse(self, vectors: list[torch.Tensor], count: int, dim: int) -> Collapse:
         if count == 0 or not vectors:
-            return torch.zeros((0, dim))
-        return fit_basis(torch.cat(vectors), count, self.config.exact_pca)
+            return Collapse.hard(torch.zeros((0, dim)))
+        soft = self.config.collapse == "soft"
+        return fit_collapse(torch.cat(vectors), count, soft, self.config.exact_pca)
 
 
 @METHODS.register(
@@ -123,12 +128,19 @@ class CIR:
             self.originals = [kept_outputs(model, b, self.blocks, self.last_layer) for b in forget]
         self.norms = [[o.norm(dim=-1).mean() for o in outputs] for outputs in self.originals]
         self.anchor = ResidualAnchor(model, retain, self.last_layer)
-        self.collapse_bases: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.collapses: list[tuple[Collapse, Collapse]] | None = None
         self.vectors = EpochVectors(self.modules, config)
 
     def trained_parameters(self) -> list[nn.Parameter]:
         """The weights of the trained MLP modules."""
         return [m.weight for m in self.modules]
+
+    @property
+    def collapse_bases(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Per module, the orthonormal (act_basis, grad_basis) rows collapsed now; None in epoch 0."""
+        if self.collapses is None:
+            return None
+        return [(act.basis, grad.basis) for act, grad in self.collapses]
 
     def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
         """Forget step with the collapsed, normalised update, then the retain step (none in epoch 0)."""
@@ -149,11 +161,11 @@ class CIR:
         for index, (x, g) in enumerate(zip(inputs, grads, strict=True)):
             self.vectors.add(index, x, g)
         logs = {"forget_loss": float(loss.detach())}
-        if self.collapse_bases is None:  # epoch 0: statistics only
+        if self.collapses is None:  # epoch 0: statistics only
             return logs
         updates = [
             collapsed_weight_grad(x, g, act, grad)
-            for x, g, (act, grad) in zip(inputs, grads, self.collapse_bases, strict=True)
+            for x, g, (act, grad) in zip(inputs, grads, self.collapses, strict=True)
         ]
         logs["update_norm"] = normalised_step(self.modules, updates, self.config.step_norm)
         if self.config.retain_lr > 0:
@@ -163,7 +175,7 @@ class CIR:
         return logs
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Fit next epoch's collapse bases on this epoch's raw vectors, then start a new store."""
-        self.collapse_bases = self.vectors.bases()
+        """Fit next epoch's collapses on this epoch's raw vectors, then start a new store."""
+        self.collapses = self.vectors.collapses()
         self.vectors = EpochVectors(self.modules, self.config)
         return {}
