@@ -149,3 +149,11 @@ def test_soft_operator_is_symmetric_and_shrinks_each_direction_by_its_weight():
     outside = project_out(torch.randn(10, 24), collapse.basis)
     torch.testing.assert_close(project_out(outside, collapse), outside, atol=1e-5, rtol=0)
     torch.testing.assert_close(project_out(vectors, collapse), vectors @ p, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_more_components_than_dimensions_collapse_everything(soft):
+    vectors = spread_vectors(n=100, d=8)
+    collapse = fit_collapse(vectors, 12, soft=soft)
+    assert collapse.basis.shape == (8, 8) and collapse.keep.shape == (8,)
+    assert project_out(vectors, fit_collapse(vectors, 12)).abs().max() < 1e-4

@@ -4,13 +4,16 @@ For each seed the known forget facts are split into T and V; for each method the
 once on T + V up to the largest budget, with the trained weights kept after every epoch, so the
 model at each smaller budget is the last epoch within it (the same trajectory a run stopped at that
 budget would follow). Each budget's model is then attacked with T and scored on V.
+
+With tuned studies (`cir tune`, then `cir bench --tuned`), each budget uses its own study's best
+params where one exists, else the nearest tuned budget's; budgets sharing a config share one run.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from cir.config import from_dict, split_sections, to_dict
+from cir.attacks.base import AttackConfig
+from cir.config import from_dict, merge, split_sections, to_dict
 from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
 from cir.evals.mcq import choice_likelihood_mcq, letter_mcq
 from cir.evals.metrics import evaluate_facts
+from cir.methods.base import MethodConfig
 from cir.model_io import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_configs
 from cir.plots import bench_plots
@@ -32,6 +37,7 @@ from cir.unlearn import UnlearnConfig, UnlearnData, unlearn
 
 ABLATIONS = ("cir", "mlp_breaking")  # not baselines: CIR itself and CIR without the collapse
 BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods"]
+Tuned = Mapping[str, Mapping[float, Mapping[str, Any]]]  # method -> budget -> best trial (`tune.load_tuned`)
 
 
 @dataclass
@@ -93,32 +99,44 @@ def epoch_within(history: Sequence[dict[str, float]], budget: float, metric: str
 
 
 def run_bench(
-    inputs: Inputs, raw: dict[str, Any], out: Path, force: bool = False, progress: bool = True
+    inputs: Inputs,
+    raw: dict[str, Any],
+    out: Path,
+    force: bool = False,
+    progress: bool = True,
+    tuned: Tuned | None = None,
 ) -> dict[str, Any]:
     """Run the comparison and write results.json, results.md and the plots into `out`.
+
+    Args:
+        inputs: the model and data.
+        raw: the config, sections bench, unlearn, attack and methods.
+        out: the output folder.
+        force: replace an existing `out`.
+        progress: show progress bars.
+        tuned: best trials of `cir tune` studies; a method's `methods.<name>` overrides win over them.
 
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input (checked before the work).
     """
-    sections = split_sections(raw, BENCH_SECTIONS, "config")
-    bench = from_dict(BenchConfig, sections["bench"], "config: bench")
-    loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
-    method_configs = per_method_configs(bench.methods, sections["methods"])
-    attack = attack_config(bench.attack, sections)
+    bench, loop, attack, overrides = bench_configs(raw)
+    studies = tuned_studies(bench, tuned or {})
+    jobs = bench_jobs(bench, overrides, studies)
     check_output_dir(out, force)
-    loaded = load_inputs(inputs, progress)
-    facts = known_facts(loaded, loaded.data.forget_facts, bench, loop.mcq_format)
-    original = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
+    loaded, facts, original = load_bench(inputs, bench, loop, progress)
     runs = []
-    jobs = [(seed, name) for seed in range(bench.seeds) for name in bench.methods]
-    for seed, name in tqdm(jobs, desc="bench", disable=not progress):
-        runs += bench_one(loaded, facts, bench, loop, name, method_configs[name], attack, seed, original)
+    seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
+    for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
+        group = replace(bench, budgets=budgets)
+        runs += bench_one(loaded, facts, group, loop, name, config, attack, seed, original)
+    largest = max(bench.budgets)
     results = {
         "config": {
             "bench": to_dict(bench),
             "unlearn": to_dict(loop),
             "attack": to_dict(attack),
-            "methods": {n: to_dict(c) for n, c in method_configs.items()},
+            "methods": {n: to_dict(c) for n, budgets, c in jobs if largest in budgets},  # at the largest
+            "tuned": {n: {str(b): dict(t) for b, t in chosen.items()} for n, chosen in studies.items()},
         },
         "facts": len(facts),
         "definition": definitions(runs),
@@ -132,22 +150,90 @@ def run_bench(
     return results
 
 
-def per_method_configs(names: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Each method's config: its defaults with the `methods.<name>` section's overrides.
+def bench_configs(
+    raw: dict[str, Any], extra_methods: Sequence[str] = ()
+) -> tuple[BenchConfig, UnlearnConfig, AttackConfig, dict[str, Any]]:
+    """The bench, loop and attack configs, and the `methods` section (checked, still raw overrides).
+
+    Raises:
+        ConfigError: naming every bad key, or a `methods.<name>` section for a method not benched
+            (nor in `extra_methods`).
+    """
+    sections = split_sections(raw, BENCH_SECTIONS, "config")
+    bench = from_dict(BenchConfig, sections["bench"], "config: bench")
+    loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
+    per_method_configs([*bench.methods, *extra_methods], sections["methods"])
+    return bench, loop, attack_config(bench.attack, sections), sections["methods"]
+
+
+def load_bench(
+    inputs: Inputs, bench: BenchConfig, loop: UnlearnConfig, progress: bool = True
+) -> tuple[Loaded, list[Fact], dict[str, torch.Tensor]]:
+    """Load the model and data, pick the known facts, and keep a CPU copy of the original weights.
+
+    Raises:
+        ConfigError, DataError, ModelError: for bad input.
+    """
+    loaded = load_inputs(inputs, progress)
+    facts = known_facts(loaded, loaded.data.forget_facts, bench, loop.mcq_format)
+    original = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
+    return loaded, facts, original
+
+
+def per_method_configs(
+    names: Sequence[str], overrides: Mapping[str, Any], tuned: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Each method's config: its defaults, then its `tuned` overrides, then the `methods.<name>` section's.
 
     Raises:
         ConfigError: for a section naming a method not benched, or a bad key.
     """
     unknown = sorted(set(overrides) - set(names))
     if unknown:
-        raise ConfigError(f"config: methods: {unknown} not in bench.methods {names}")
+        raise ConfigError(f"config: methods: {unknown} not in bench.methods {list(names)}")
+    tuned = tuned or {}
     return {
         name: unlearn_configs(
-            {"unlearn": {"method": name}, "method": overrides.get(name, {})},
+            {"unlearn": {"method": name}, "method": merge(tuned.get(name, {}), overrides.get(name, {}))},
             f"config: methods.{name}",
         )[1]
         for name in names
     }
+
+
+def tuned_studies(bench: BenchConfig, tuned: Tuned) -> dict[str, dict[float, Mapping[str, Any]]]:
+    """Per benched method with a study at any bench budget: the study each bench budget uses.
+
+    A budget uses its own study where there is one, else the nearest tuned bench budget's (the
+    larger on a tie). Studies at budgets the bench does not run are ignored.
+    """
+    chosen = {}
+    for name in bench.methods:
+        own = {b: tuned[name][b] for b in bench.budgets if b in tuned.get(name, {})}
+        if own:
+            nearest = {b: min(own, key=lambda t, b=b: (abs(t - b), -t)) for b in bench.budgets}
+            chosen[name] = {b: own[nearest[b]] for b in bench.budgets}
+    return chosen
+
+
+def bench_jobs(
+    bench: BenchConfig, overrides: Mapping[str, Any], studies: Mapping[str, Mapping[float, Mapping[str, Any]]]
+) -> list[tuple[str, list[float], MethodConfig]]:
+    """(method, budgets, config): one unlearning run per seed for each group of budgets sharing a config.
+
+    Untuned, a method is one group of every budget, unlearned once up to the largest.
+    """
+    jobs = []
+    for name in bench.methods:
+        chosen: Mapping[float, Mapping[str, Any] | None] = studies.get(name, dict.fromkeys(bench.budgets))
+        study_of = {b: t["study"] if t else None for b, t in chosen.items()}
+        for study in dict.fromkeys(study_of.values()):  # each distinct study, in budget order
+            budgets = [b for b in bench.budgets if study_of[b] == study]
+            best = chosen[budgets[0]]
+            tuned = {name: best["overrides"]} if best else None
+            config = per_method_configs([name], {name: overrides.get(name, {})}, tuned)[name]
+            jobs.append((name, budgets, config))
+    return jobs
 
 
 def bench_one(
@@ -199,6 +285,7 @@ def bench_one(
                     {k: h[k] for k in h if k == "epoch" or k.startswith("eval_")} for h in attack.history
                 ],
                 "post_attack_definition": attack.summary["post_attack_definition"],
+                "stop_reasons": {"unlearn": result.stop_reason, "attack": attack.summary.get("stop_reason")},
             }
         )
     model.load_state_dict(original)

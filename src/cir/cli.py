@@ -19,12 +19,13 @@ from cir.config import merge
 from cir.data.batches import make_batches
 from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
-from cir.errors import CirError
+from cir.errors import CirError, ConfigError
 from cir.evals.metrics import evaluate_facts, general_loss
 from cir.model_io import load_model
 from cir.pipeline import Inputs, raw_config, report_markdown, run, run_attack, run_unlearn
 from cir.registry import ATTACKS, METHODS, Registry
 from cir.report import bench_markdown, table
+from cir.tune import load_tuned, tune, tune_all
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,22 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="every method at the same budgets, attack and seeds")
-    bench.add_argument("--model", help="model folder or hub id (default: the demo model)")
-    bench.add_argument(
-        "--facts", nargs="+", type=Path, help="fact files, pooled then split per seed (default: demo)"
-    )
-    bench.add_argument("--retain", type=Path, help="texts to keep (.jsonl facts or .txt lines)")
-    bench.add_argument("--general", type=Path, help="held-out general text (.txt) for the budget")
+    _bench_input_args(bench)
     bench.add_argument("--methods", nargs="+", help="methods to compare (default: see bench.methods)")
     bench.add_argument("--budget", nargs="+", type=float, help="budgets, e.g. 0.001 0.01")
     bench.add_argument("--seeds", type=int, help="number of seeds")
     bench.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
     bench.add_argument("--config", help="YAML with sections bench, unlearn, attack, methods")
     bench.add_argument("--force", action="store_true", help="replace an existing output folder")
+    bench.add_argument(
+        "--tuned", help="`cir tune` storage (URL or SQLite path): use each study's best params"
+    )
     bench.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=5")
     _model_args(bench)
     _cache_arg(bench)
     bench.set_defaults(handler=cmd_bench)
+
+    tune_cmd = commands.add_parser("tune", help="Optuna study per method at one budget (resumable)")
+    tune_cmd.add_argument("--method", required=True, help="a method, or `all` for every bench.methods")
+    tune_cmd.add_argument("--trials", type=int, default=20, help="trials to add to each study")
+    tune_cmd.add_argument("--storage", help="Optuna storage URL or SQLite path (default ./cir-tune.db)")
+    tune_cmd.add_argument("--study", help="study name (default METHOD-budgetBUDGET; one method only)")
+    tune_cmd.add_argument("--budget", type=float, default=0.01, help="disruption budget of every trial")
+    tune_cmd.add_argument("--seed", type=int, default=0, help="T/V split and data order; seeds the sampler")
+    _bench_input_args(tune_cmd)
+    tune_cmd.add_argument("--config", help="YAML with sections bench, unlearn, attack, methods")
+    tune_cmd.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=5")
+    _model_args(tune_cmd)
+    _cache_arg(tune_cmd)
+    tune_cmd.set_defaults(handler=cmd_tune)
 
     demo = commands.add_parser(
         "demo", help="build the demo model, unlearn its forget domain with CIR, attack"
@@ -124,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     attacks = commands.add_parser("attacks", help="list the attacks")
     attacks.set_defaults(handler=cmd_attacks)
     return parser
+
+
+def _bench_input_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model folder or hub id (default: the demo model)")
+    parser.add_argument(
+        "--facts", nargs="+", type=Path, help="fact files, pooled then split per seed (default: demo)"
+    )
+    parser.add_argument("--retain", type=Path, help="texts to keep (.jsonl facts or .txt lines)")
+    parser.add_argument("--general", type=Path, help="held-out general text (.txt) for the budget")
 
 
 def _cache_arg(parser: argparse.ArgumentParser) -> None:
@@ -236,7 +258,39 @@ def cmd_bench(args: argparse.Namespace) -> None:
     shorthands = {"methods": args.methods, "budgets": args.budget, "seeds": args.seeds}
     flags = {"bench": {k: v for k, v in shorthands.items() if v is not None}}
     raw = merge(raw_config(args.config, args.overrides), flags)
-    inputs = Inputs(
+    tuned = load_tuned(args.tuned) if args.tuned else None
+    results = run_bench(_bench_inputs(args), raw, args.out, args.force, tuned=tuned)
+    print(bench_markdown(results))
+    if tuned is not None:
+        studies = results["config"]["tuned"]
+        used = sorted({f"{t['study']} (trial {t['trial']})" for c in studies.values() for t in c.values()})
+        print(f"tuned params: {'; '.join(used) or 'none (no study matches the methods and budgets)'}")
+    print(f"output: {args.out}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    """`cir tune`: print each study's best value and params."""
+    raw = raw_config(args.config, args.overrides)
+    common = dict(trials=args.trials, storage=args.storage, budget=args.budget, seed=args.seed)
+    if args.method == "all":
+        if args.study:
+            raise ConfigError("--study names one study: give it with one --method, not `all`")
+        studies = tune_all(_bench_inputs(args), raw, **common)
+    else:
+        studies = [tune(_bench_inputs(args), raw, args.method, study_name=args.study, **common)]
+    for study in studies:
+        best = study.best_trial
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
+        )
+        print(
+            f"{study.study_name}: best {study.user_attrs['metric']} {best.value:.4f} "
+            f"(trial {best.number}, {len(study.trials)} trials); {params}"
+        )
+
+
+def _bench_inputs(args: argparse.Namespace) -> Inputs:
+    return Inputs(
         model=args.model,
         forget=list(args.facts or []),
         retain=args.retain,
@@ -246,9 +300,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
         trust_remote_code=args.trust_remote_code,
         cache_dir=args.cache_dir,
     )
-    results = run_bench(inputs, raw, args.out, args.force)
-    print(bench_markdown(results))
-    print(f"output: {args.out}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

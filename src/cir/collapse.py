@@ -86,8 +86,9 @@ def fit_collapse(vectors: torch.Tensor, count: int, soft: bool = False, exact: b
     eigenvalues, components = _spectrum(vectors, count if soft else count - 1, exact)  # (p,), (p, d)
     first_left = eigenvalues[count - 1] if eigenvalues.shape[0] >= count else eigenvalues.new_zeros(())
     eigenvalues, components = eigenvalues[: count - 1], components[: count - 1]
-    keep = torch.cat([eigenvalues.new_zeros(1), (first_left / eigenvalues).clamp(0, 1)])  # (p + 1,)
-    q, r = torch.linalg.qr(torch.cat([mean, components]).T)  # q: (d, p + 1), columns orthonormal
+    keep = torch.cat([eigenvalues.new_zeros(1), (first_left / eigenvalues).clamp(0, 1)])[:dim]  # (p + 1,)
+    directions = torch.cat([mean, components])[:dim]  # at most d directions span the whole space
+    q, r = torch.linalg.qr(directions.T)  # q: (d, p + 1), columns orthonormal
     scale = r.diagonal().abs().max().clamp_min(torch.finfo(torch.float32).tiny)
     independent = r.diagonal().abs() > 1e-6 * scale
     return Collapse(q[:, independent].T.contiguous(), keep[independent])

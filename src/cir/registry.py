@@ -1,16 +1,22 @@
 """A name -> component registry: a method or an attack is one file that registers itself here.
 
-Anchor: TamperBench's `ATTACKS_REGISTRY`. Lookup of an unknown name lists the known ones.
+Anchor: TamperBench's `ATTACKS_REGISTRY`. Lookup of an unknown name lists the known ones. An entry
+may carry its search space for `cir tune`: a function from an Optuna trial to config overrides.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cir.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optuna import Trial
+
+SearchSpace = Callable[["Trial"], dict[str, Any]]  # trial -> overrides of the component's config
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class Entry:
     build: Callable[..., Any]  # build(config) -> component
     config_class: type
     description: str
+    search_space: SearchSpace | None = None  # for `cir tune`; None = not tunable
 
 
 class Registry:
@@ -30,8 +37,16 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, config_class: type, description: str) -> Callable[[Any], Any]:
+    def register(
+        self, name: str, config_class: type, description: str, search_space: SearchSpace | None = None
+    ) -> Callable[[Any], Any]:
         """Return a decorator that registers a class or factory under `name`.
+
+        Args:
+            name: the registry key (equal to the file name).
+            config_class: the dataclass that configures the component.
+            description: one line for `cir methods` / `cir attacks`.
+            search_space: optional `trial -> config overrides` for `cir tune`.
 
         Raises:
             ValueError: if `name` is already taken (a programming error, not a user one).
@@ -40,7 +55,7 @@ class Registry:
         def decorate(build: Any) -> Any:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, build, config_class, description)
+            self._entries[name] = Entry(name, build, config_class, description, search_space)
             return build
 
         return decorate
@@ -64,6 +79,17 @@ class Registry:
     def build(self, name: str, config: Any) -> Any:
         """Build the component `name` from its config dataclass."""
         return self.get(name).build(config)
+
+
+def suggest_layers(trial: Trial, name: str, choices: Sequence[Sequence[int] | None]) -> list[int] | None:
+    """Suggest one of `choices` (lists of layer indices; None = the config's default) for field `name`.
+
+    Optuna stores only scalar categorical choices, so each list is offered as text ("1,2"; None as
+    "default") and turned back into a list here; `study.best_params` shows the text.
+    """
+    labels = {"default" if c is None else ",".join(map(str, c)): c for c in choices}
+    chosen = labels[trial.suggest_categorical(name, list(labels))]
+    return None if chosen is None else list(chosen)
 
 
 METHODS = Registry("method")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -27,8 +27,11 @@ from cir.losses import mlp_breaking
 from cir.methods.base import MethodConfig
 from cir.modules import TrainedModule, check_layers, mlp_blocks, select_trained, weight_update
 from cir.optim import normalised_step
-from cir.registry import METHODS
+from cir.registry import METHODS, suggest_layers
 from cir.retain import ResidualAnchor
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 @dataclass
@@ -102,8 +105,24 @@ class EpochVectors:
         return fit_collapse(torch.cat(vectors), count, soft, self.config.exact_pca)
 
 
+def search_space(trial: Trial, components: bool = True) -> dict[str, Any]:
+    """`cir tune`'s space: forget layers, log-scaled step_norm and retain_lr; k_act, k_grad if components."""
+    overrides = {
+        "forget_layers": suggest_layers(trial, "forget_layers", [[1, 2], [0, 1, 2], [2, 3]]),
+        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "retain_lr": trial.suggest_float("retain_lr", 1e-4, 1.0, log=True),
+    }
+    if components:
+        overrides["k_act"] = trial.suggest_int("k_act", 1, 64, log=True)
+        overrides["k_grad"] = trial.suggest_int("k_grad", 1, 64, log=True)
+    return overrides
+
+
 @METHODS.register(
-    "cir", Config, "MLP breaking with shared directions collapsed out of every update (the paper)"
+    "cir",
+    Config,
+    "MLP breaking with shared directions collapsed out of every update (the paper)",
+    search_space=search_space,
 )
 class CIR:
     """The CIR method; `mlp_breaking` is the same class with zero components."""

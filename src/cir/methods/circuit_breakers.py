@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,8 +33,11 @@ from cir.losses import rerouting
 from cir.methods.base import MethodConfig
 from cir.modules import check_layers, select_trained
 from cir.optim import weighted_step
-from cir.registry import METHODS
+from cir.registry import METHODS, suggest_layers
 from cir.retain import ResidualAnchor
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 @dataclass
@@ -63,7 +67,21 @@ class Config(MethodConfig):
         )
 
 
-@METHODS.register("circuit_breakers", Config, "reroute forget-token residual streams away from the original")
+def search_space(trial: Trial) -> dict[str, Any]:
+    """`cir tune`'s space: the rerouted layers, and log-scaled step_norm and retain_lr."""
+    return {
+        "forget_layers": suggest_layers(trial, "forget_layers", [[1, 2], [0, 1, 2], [2, 3]]),
+        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "retain_lr": trial.suggest_float("retain_lr", 1e-4, 1.0, log=True),
+    }
+
+
+@METHODS.register(
+    "circuit_breakers",
+    Config,
+    "reroute forget-token residual streams away from the original",
+    search_space=search_space,
+)
 class CircuitBreakers:
     """Representation rerouting with CIR's normalised forget update and CIR's retain step."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,7 +24,10 @@ from cir.hooks import forward_cross_entropy
 from cir.methods.base import MethodConfig
 from cir.modules import select_trained
 from cir.optim import weighted_step
-from cir.registry import METHODS
+from cir.registry import METHODS, suggest_layers
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 @dataclass
@@ -48,7 +52,18 @@ class Config(MethodConfig):
         )
 
 
-@METHODS.register("grad_diff", Config, "gradient ascent on forget text, descent on retain text")
+def search_space(trial: Trial) -> dict[str, Any]:
+    """`cir tune`'s space: log-scaled step_norm and retain_weight, and which layers to train."""
+    return {
+        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "retain_weight": trial.suggest_float("retain_weight", 0.1, 10.0, log=True),
+        "trained_layers": suggest_layers(trial, "trained_layers", [None, [1, 2], [0, 1, 2], [2, 3]]),
+    }
+
+
+@METHODS.register(
+    "grad_diff", Config, "gradient ascent on forget text, descent on retain text", search_space=search_space
+)
 class GradDiff:
     """Gradient Difference with CIR's normalised update on the same MLP modules."""
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from cir.methods.cir import CIR
 from cir.methods.cir import Config as CIRConfig
+from cir.methods.cir import search_space as cir_search_space
 from cir.registry import METHODS
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 @dataclass
@@ -17,4 +22,14 @@ class Config(CIRConfig):
     k_grad: int = 0  # no output-gradient-side collapse
 
 
-METHODS.register("mlp_breaking", Config, "CIR's loss and update with nothing collapsed (the ablation)")(CIR)
+def search_space(trial: Trial) -> dict[str, Any]:
+    """`cir tune`'s space: CIR's, with k_act and k_grad held at 0."""
+    return {**cir_search_space(trial, components=False), "k_act": 0, "k_grad": 0}
+
+
+METHODS.register(
+    "mlp_breaking",
+    Config,
+    "CIR's loss and update with nothing collapsed (the ablation)",
+    search_space=search_space,
+)(CIR)

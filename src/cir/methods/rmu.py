@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ from cir.methods.base import MethodConfig
 from cir.modules import check_layers, select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 @dataclass
@@ -62,7 +66,22 @@ class Config(MethodConfig):
         )
 
 
-@METHODS.register("rmu", Config, "steer a middle layer's forget activations to a fixed random direction")
+def search_space(trial: Trial) -> dict[str, Any]:
+    """`cir tune`'s space: the steered layer, and log-scaled steering_scale, alpha and step_norm."""
+    return {
+        "layer": trial.suggest_categorical("layer", [1, 2, 3]),
+        "steering_scale": trial.suggest_float("steering_scale", 1.0, 32.0, log=True),
+        "alpha": trial.suggest_float("alpha", 1.0, 1000.0, log=True),
+        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+    }
+
+
+@METHODS.register(
+    "rmu",
+    Config,
+    "steer a middle layer's forget activations to a fixed random direction",
+    search_space=search_space,
+)
 class RMU:
     """RMU with CIR's normalised update on the same MLP modules."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -25,7 +26,10 @@ from cir.losses import sequence_logprob, simnpo, target_mask
 from cir.methods.base import MethodConfig
 from cir.modules import select_trained
 from cir.optim import weighted_step
-from cir.registry import METHODS
+from cir.registry import METHODS, suggest_layers
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 @dataclass
@@ -56,7 +60,18 @@ class Config(MethodConfig):
         )
 
 
-@METHODS.register("simnpo", Config, "reference-free, length-normalised NPO")
+def search_space(trial: Trial) -> dict[str, Any]:
+    """`cir tune`'s space: log-scaled step_norm, beta and retain_weight, gamma, and the trained layers."""
+    return {
+        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "beta": trial.suggest_float("beta", 0.5, 10.0, log=True),
+        "gamma": trial.suggest_float("gamma", 0.0, 2.0),
+        "retain_weight": trial.suggest_float("retain_weight", 0.1, 10.0, log=True),
+        "trained_layers": suggest_layers(trial, "trained_layers", [None, [1, 2], [0, 1, 2], [2, 3]]),
+    }
+
+
+@METHODS.register("simnpo", Config, "reference-free, length-normalised NPO", search_space=search_space)
 class SimNPO:
     """SimNPO with CIR's normalised update on the same MLP modules."""
 

@@ -1,0 +1,239 @@
+"""`cir tune`: one Optuna study per method at one disruption budget, minimising V's post-attack metric.
+
+Each trial is one bench run (`bench.bench_one`: one seed, one budget) with the trial's method config,
+drawn from the method's registered search space: unlearn T + V, keep the last epoch within the
+budget, attack with T, score V. Every trial respects the budget by construction; a config whose
+first epoch already exceeds it leaves the model unchanged (epoch 0), which scores badly. Explicit
+`methods.<name>` overrides win over the trial's values (so they hold a setting fixed).
+
+A study is named f"{method}-budget{budget}" and lives in any Optuna storage (SQLite by default), so
+it resumes where it stopped, several machines can share it, and `cir bench --tuned` finds it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from tqdm.auto import tqdm
+
+from cir.attacks.base import AttackConfig
+from cir.bench import BenchConfig, bench_configs, bench_one, load_bench, per_method_configs
+from cir.config import to_dict
+from cir.data.facts import Fact
+from cir.errors import ConfigError
+from cir.pipeline import Inputs, Loaded
+from cir.registry import METHODS
+from cir.unlearn import UnlearnConfig
+
+DEFAULT_DB = "cir-tune.db"  # in the working directory
+STUDY_NAME = re.compile(r"(?P<method>.+)-budget(?P<budget>.+)")
+TRIAL_ATTRS = ["epochs", "v_before", "v_unlearned", "v_post_attack", "general_loss_before"]
+TRIAL_ATTRS += ["general_loss_after", "seconds_per_fact"]  # bench-run numbers kept on each trial
+
+
+@dataclass
+class Setup:
+    """What every trial shares: configs, the loaded model and data, and the original weights."""
+
+    bench: BenchConfig
+    loop: UnlearnConfig
+    attack: AttackConfig
+    overrides: dict[str, Any]  # the explicit `methods.<name>` sections
+    loaded: Loaded
+    facts: list[Fact]
+    original: dict[str, torch.Tensor]
+
+
+def default_study_name(method: str, budget: float) -> str:
+    """The study `cir bench --tuned` looks for: e.g. "cir-budget0.01"."""
+    return f"{method}-budget{budget}"
+
+
+def storage_url(storage: str | Path | None, must_exist: bool = False) -> str:
+    """An Optuna storage URL: a URL as is, a plain path as sqlite:///path, None as ./cir-tune.db.
+
+    Raises:
+        ConfigError: if `must_exist` and the SQLite file is missing.
+    """
+    text = str(storage if storage is not None else Path.cwd() / DEFAULT_DB)
+    if "://" in text:
+        path = Path(text[len("sqlite:///") :]) if text.startswith("sqlite:///") else None
+    else:
+        path, text = Path(text), f"sqlite:///{Path(text).resolve()}"
+    if must_exist and path is not None and not path.is_file():
+        raise ConfigError(f"{path}: no such tuning database (run `cir tune` first)")
+    return text
+
+
+def tune(
+    inputs: Inputs,
+    raw_config: dict[str, Any],
+    method: str,
+    trials: int = 20,
+    storage: str | Path | None = None,
+    study_name: str | None = None,
+    budget: float = 0.01,
+    seed: int = 0,
+    progress: bool = True,
+) -> optuna.Study:
+    """Add `trials` trials to `method`'s study (created, or resumed if it exists) and return it.
+
+    Args:
+        inputs: the model and data, as for `cir bench`.
+        raw_config: sections bench, unlearn, attack and methods, as for `cir bench`.
+        method: a registered method with a search space.
+        trials: trials to add.
+        storage: an Optuna storage URL or SQLite path (default ./cir-tune.db).
+        study_name: default f"{method}-budget{budget}", the name `cir bench --tuned` looks for.
+        budget: the disruption budget every trial is held to.
+        seed: the T/V split and data order of every trial; seeds the sampler.
+        progress: show a bar over trials.
+
+    Raises:
+        ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
+    """
+    url, name = storage_url(storage), study_name or default_study_name(method, budget)
+    setup, _ = prepare(inputs, raw_config, method, trials, progress)
+    return optimize(setup, method, trials, url, name, budget, seed, progress)
+
+
+def tune_all(
+    inputs: Inputs,
+    raw_config: dict[str, Any],
+    trials: int = 20,
+    storage: str | Path | None = None,
+    budget: float = 0.01,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[optuna.Study]:
+    """`tune` every method in bench.methods, with the same number of trials, loading the model once.
+
+    Raises:
+        ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
+    """
+    url = storage_url(storage)
+    setup, methods = prepare(inputs, raw_config, None, trials, progress)
+    return [
+        optimize(setup, m, trials, url, default_study_name(m, budget), budget, seed, progress)
+        for m in methods
+    ]
+
+
+def prepare(
+    inputs: Inputs, raw_config: dict[str, Any], method: str | None, trials: int, progress: bool
+) -> tuple[Setup, list[str]]:
+    """Check the configs, then load the model and data once; also the methods to tune.
+
+    Raises:
+        ConfigError: for a bad config, `trials` < 1, or a method (`method`, else every one in
+            bench.methods) without a search space.
+    """
+    bench, loop, attack, overrides = bench_configs(raw_config, [method] if method else [])
+    methods = [method] if method else bench.methods
+    if trials < 1:
+        raise ConfigError(f"trials must be >= 1, got {trials}")
+    untunable = [m for m in methods if METHODS.get(m).search_space is None]
+    if untunable:
+        raise ConfigError(f"methods {untunable} have no search space (register one to tune them)")
+    loaded, facts, original = load_bench(inputs, bench, loop, progress)
+    return Setup(bench, loop, attack, overrides, loaded, facts, original), methods
+
+
+def optimize(
+    setup: Setup, method: str, trials: int, storage: str, name: str, budget: float, seed: int, progress: bool
+) -> optuna.Study:
+    """Run `trials` trials of `method`'s study `name` in `storage`, with Optuna's logging quietened.
+
+    The TPE sampler is seeded with `seed` plus the number of trials already in the study, so a fresh
+    study repeats exactly and a resumed one does not re-propose its first trials.
+    """
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="minimize", load_if_exists=True
+        )
+        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+        attrs = {"method": method, "budget": budget, "seed": seed, "metric": setup.bench.metric}
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        with tqdm(total=trials, desc=name, disable=not progress) as bar:
+            study.optimize(objective(setup, method, budget, seed), n_trials=trials, callbacks=[advance(bar)])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return study
+
+
+def objective(setup: Setup, method: str, budget: float, seed: int) -> Any:
+    """The trial function: bench `method` at `budget` and `seed`; returns V's post-attack metric."""
+    bench = replace(setup.bench, budgets=[budget])
+    search_space = METHODS.get(method).search_space
+    assert search_space is not None  # prepare checked
+
+    def run(trial: optuna.Trial) -> float:
+        explicit = {method: setup.overrides.get(method, {})}
+        config = per_method_configs([method], explicit, {method: search_space(trial)})[method]
+        (result,) = bench_one(
+            setup.loaded, setup.facts, bench, setup.loop, method, config, setup.attack, seed, setup.original
+        )
+        if "interrupted" in result["stop_reasons"].values():
+            raise KeyboardInterrupt  # a cut-short trial must not score: Optuna marks it failed
+        for key in TRIAL_ATTRS:
+            trial.set_user_attr(key, result[key])
+        trial.set_user_attr("method_config", to_dict(config))
+        return result["v_post_attack"][bench.metric]
+
+    return run
+
+
+def advance(bar: tqdm) -> Any:
+    """A study callback that moves `bar` on one trial and shows the best value so far."""
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        bar.update()
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            bar.set_postfix(best=f"{study.best_value:.4g}")
+
+    return callback
+
+
+def load_tuned(storage: str | Path) -> dict[str, dict[float, dict[str, Any]]]:
+    """The best trial of every `<method>-budget<budget>` study in `storage`, for `cir bench --tuned`.
+
+    Returns:
+        method -> budget -> {study, trial, value, params, overrides}, where `overrides` is the
+        method's search space evaluated at the best params (`optuna.trial.FixedTrial`). Studies of
+        unknown or untunable methods, and studies with no completed trial, are left out.
+
+    Raises:
+        ConfigError: if `storage` is a path to a missing file.
+    """
+    tuned: dict[str, dict[float, dict[str, Any]]] = {}
+    for summary in optuna.get_all_study_summaries(storage_url(storage, must_exist=True)):
+        match = STUDY_NAME.fullmatch(summary.study_name)
+        method, budget = (match["method"], parse_float(match["budget"])) if match else (None, None)
+        best = summary.best_trial
+        search_space = METHODS.get(method).search_space if method in METHODS.names() else None
+        if search_space is None or budget is None or best is None:
+            continue
+        tuned.setdefault(method, {})[budget] = {
+            "study": summary.study_name,
+            "trial": best.number,
+            "value": best.value,
+            "params": best.params,
+            "overrides": search_space(optuna.trial.FixedTrial(best.params)),
+        }
+    return tuned
+
+
+def parse_float(text: str) -> float | None:
+    """`text` as a float, or None if it is not one."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
