@@ -1,20 +1,17 @@
 """`cir tune` on a tiny saved model: seeded, resumable studies; search spaces; `cir bench --tuned`."""
 
-import json
 import math
 
 import optuna
 import pytest
 
 import tiny
-from cir.bench import BenchConfig, bench_jobs, tuned_studies
 from cir.cli import main
 from cir.config import from_dict
 from cir.data.facts import save_facts
-from cir.errors import ConfigError
 from cir.pipeline import Inputs
 from cir.registry import METHODS
-from cir.tune import storage_url, tune
+from cir.tune import tune
 
 FAST = {
     "bench": {"known_threshold": 0, "val_fraction": 0.34},
@@ -30,7 +27,6 @@ FAST_ARGS = [
     "attack.epochs=1",
     "attack.batch_size=2",
 ]
-UNTUNABLE = {"repselect"}  # methods allowed to have no search space (yet)
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +100,7 @@ def test_tune_resumes_the_same_study_from_the_cli(study, files, capsys):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_search_space_builds_a_valid_config(name):
     entry = METHODS.get(name)
-    if entry.search_space is None:
-        assert name in UNTUNABLE
-        pytest.skip(f"{name} has no search space")
+    assert entry.search_space is not None, f"{name} has no search space: cir tune cannot tune it"
     sampled = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(8):
         trial = sampled.ask()
@@ -114,71 +108,3 @@ def test_search_space_builds_a_valid_config(name):
         config = from_dict(entry.config_class, overrides, f"{name} search space")
         assert overrides and all(getattr(config, k) == v for k, v in overrides.items())
         assert entry.search_space(optuna.trial.FixedTrial(trial.params)) == overrides  # best_params rebuild
-
-
-def test_only_known_methods_lack_a_search_space():
-    untunable = {n for n in METHODS.names() if METHODS.get(n).search_space is None}
-    assert untunable <= UNTUNABLE
-    assert {"cir", "mlp_breaking", "grad_diff", "npo", "simnpo", "rmu", "circuit_breakers"} <= (
-        set(METHODS.names()) - untunable
-    )
-
-
-def test_mlp_breaking_tunes_cir_space_without_components():
-    cir = optuna.trial.FixedTrial(
-        {"forget_layers": "2,3", "step_norm": 0.1, "retain_lr": 0.01, "k_act": 4, "k_grad": 8}
-    )
-    assert METHODS.get("cir").search_space(cir)["k_act"] == 4
-    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    overrides = METHODS.get("mlp_breaking").search_space(trial)
-    assert overrides["k_act"] == overrides["k_grad"] == 0
-    assert set(trial.params) == {"forget_layers", "step_norm", "retain_lr"}
-
-
-def test_bench_uses_each_budgets_study_else_the_nearest():
-    bench = BenchConfig(methods=["cir", "grad_diff"], budgets=[0.001, 0.01, 0.1])
-    best = {
-        b: {"study": f"grad_diff-budget{b}", "overrides": {"step_norm": s}}
-        for b, s in ((0.001, 0.3), (0.1, 0.7))
-    }
-    studies = tuned_studies(bench, {"grad_diff": best, "npo": best})
-    assert studies == {"grad_diff": {0.001: best[0.001], 0.01: best[0.001], 0.1: best[0.1]}}
-    jobs = bench_jobs(bench, {"grad_diff": {"retain_weight": 2.0}}, studies)
-    assert [(name, budgets) for name, budgets, _ in jobs] == [
-        ("cir", [0.001, 0.01, 0.1]),
-        ("grad_diff", [0.001, 0.01]),
-        ("grad_diff", [0.1]),
-    ]
-    assert [(c.step_norm, c.retain_weight) for _, _, c in jobs[1:]] == [(0.3, 2.0), (0.7, 2.0)]
-
-
-def test_storage_url(tmp_path):
-    assert storage_url(tmp_path / "x.db") == f"sqlite:///{tmp_path / 'x.db'}"
-    assert storage_url("postgresql://host/db") == "postgresql://host/db"
-    with pytest.raises(ConfigError, match="no such tuning database"):
-        storage_url(tmp_path / "missing.db", must_exist=True)
-
-
-def test_bench_tuned_uses_the_best_params_under_explicit_overrides(files, tmp_path, capsys):
-    db = tmp_path / "tuned.db"
-    search = optuna.create_study(
-        storage=storage_url(db),
-        study_name="grad_diff-budget1.0",
-        sampler=optuna.samplers.RandomSampler(seed=1),
-    )
-    space = METHODS.get("grad_diff").search_space
-    for value in (0.5, 0.1, 0.3):
-        trial = search.ask()
-        space(trial)
-        search.tell(trial, value)
-    best = space(optuna.trial.FixedTrial(search.trials[1].params))
-    out = tmp_path / "bench"
-    args = ["bench", "--tuned", str(db), "--methods", "grad_diff", "--seeds", "1", "--budget", "1.0"]
-    overrides = [*FAST_ARGS, "methods.grad_diff.retain_weight=0.5"]
-    assert main([*args, "--out", str(out), *input_args(files), *overrides]) == 0
-    results = json.loads((out / "results.json").read_text())
-    config = results["config"]["methods"]["grad_diff"]
-    assert config["step_norm"] == best["step_norm"] and config["trained_layers"] == best["trained_layers"]
-    assert config["retain_weight"] == 0.5  # the explicit override wins
-    assert results["config"]["tuned"]["grad_diff"]["1.0"]["trial"] == 1
-    assert "tuned params: grad_diff-budget1.0 (trial 1)" in capsys.readouterr().out

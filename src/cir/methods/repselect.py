@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -38,7 +38,10 @@ from cir.hooks import forward_cross_entropy
 from cir.methods.base import MethodConfig
 from cir.modules import freeze_all_but, select_trained, weight_update
 from cir.optim import normalised_step
-from cir.registry import METHODS
+from cir.registry import METHODS, suggest_layers
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 @dataclass
@@ -109,8 +112,21 @@ def collapse_gradient(
     return project_out(grad.T, Collapse(u[:, :k].T, keep)).T  # (P G)ᵀ = Gᵀ P: P acts on columns
 
 
+def search_space(trial: Trial) -> dict[str, Any]:
+    """`cir tune`'s space: directions collapsed, hard or soft, the step norm and which layers train."""
+    return {
+        "k": trial.suggest_int("k", 1, 32, log=True),
+        "collapse": trial.suggest_categorical("collapse", ["hard", "soft"]),
+        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "trained_layers": suggest_layers(trial, "trained_layers", [None, [1, 2], [0, 1, 2], [2, 3]]),
+    }
+
+
 @METHODS.register(
-    "repselect", Config, "-CE with each epoch's weight gradient collapsed along its top singular directions"
+    "repselect",
+    Config,
+    "-CE with each epoch's weight gradient collapsed along its top singular directions",
+    search_space=search_space,
 )
 class RepSelect:
     """Gather each epoch's forget gradient in `step`, collapse and apply it in `end_epoch`."""
