@@ -10,7 +10,7 @@ import torch
 import cir.attacks
 import cir.methods  # noqa: F401  (registers the methods)
 import tiny
-from cir.attacks import finetune
+from cir import relearn
 from cir.attacks.base import POST_ATTACK_DEFINITION, post_attack, post_attack_metrics, trailing_mean
 from cir.attacks.finetune import Config, Finetune
 from cir.data.batches import make_batches
@@ -159,7 +159,7 @@ def test_interrupt_stops_after_the_current_epoch_and_restores_the_model(monkeypa
         flag.set()  # as if Ctrl-C came during epoch 1
         yield flag
 
-    monkeypatch.setattr(finetune, "interrupt_flag", pressed)
+    monkeypatch.setattr(relearn, "interrupt_flag", pressed)
     model = tiny.model("llama").train()
     model.lm_head.weight.requires_grad_(False)
     result = attack(model, epochs=5)

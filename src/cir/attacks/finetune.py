@@ -5,42 +5,32 @@ authors' attack silently retrained only the early layers of a model left trimmed
 so this attack refuses a model with missing layers or forward hooks on its decoder layers, and after
 training checks that every parameter it claims to train changed and that nothing else did.
 
-The pure helpers below (`train_epochs`, `preserved_state`, `cpu_snapshot`, ...) are shared with the
-LoRA attack. Both attacks run in place: save the unlearned model first if you need it again.
+The training loop and those checks live in `cir.relearn`, shared with the LoRA attack. Both attacks
+run in place: save the unlearned model first if you need it again.
 """
 
 from __future__ import annotations
 
-import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
-import torch
-from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.attacks.base import (
-    AttackConfig,
-    AttackResult,
-    McqFormat,
-    check_attack_facts,
-    check_positive,
-    eval_metrics,
-    summarise,
-)
-from cir.data.batches import Batch, encode, pad, pad_id
-from cir.data.facts import Fact, fact_sentences
-from cir.errors import ConfigError, ModelError
-from cir.evals.metrics import model_device
-from cir.hooks import forward
-from cir.losses import cross_entropy
-from cir.modules import decoder_layers, freeze_all_but, mlp_modules
+from cir.attacks.base import AttackConfig, AttackResult, McqFormat, check_attack_facts, summarise
+from cir.data.facts import Fact
+from cir.modules import freeze_all_but
 from cir.registry import ATTACKS
-from cir.runtime import Stopwatch, interrupt_flag, seed_everything
+from cir.relearn import (
+    TrainPlan,
+    changed_parameters,
+    check_full_forward,
+    claimed_parameters,
+    cpu_snapshot,
+    preserved_state,
+    train_epochs,
+    verify_changes,
+)
+from cir.runtime import Stopwatch, seed_everything
 
 
 @dataclass
@@ -59,44 +49,6 @@ class Config(AttackConfig):
     eval_batch_size: int = 64  # prompts per forward pass when scoring V
     window: int = 3  # epochs in the post-attack moving average
     seed: int = 0  # seeds the per-epoch shuffling (and, via seed_everything, the global generators)
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    """The training-loop settings finetune and lora share, read off either attack's config."""
-
-    optimizer: str
-    lr: float
-    weight_decay: float
-    epochs: int
-    batch_size: int
-    sentences_per_fact: int | None
-    max_length: int
-    mcq_format: McqFormat
-    eval_batch_size: int
-    window: int
-    seed: int
-
-    @classmethod
-    def of(cls, config: AttackConfig, source: str) -> TrainPlan:
-        """Copy the loop's fields from `config` and check their ranges.
-
-        Raises:
-            ConfigError: naming every `source.field` out of range.
-        """
-        plan = cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
-        sizes = {"lr": plan.lr, "epochs": plan.epochs, "batch_size": plan.batch_size}
-        sizes |= {
-            "max_length": plan.max_length,
-            "eval_batch_size": plan.eval_batch_size,
-            "window": plan.window,
-        }
-        if plan.sentences_per_fact is not None:
-            sizes["sentences_per_fact"] = plan.sentences_per_fact
-        check_positive(sizes, source)
-        if plan.weight_decay < 0:
-            raise ConfigError(f"{source}.weight_decay must be >= 0, got {plan.weight_decay}")
-        return plan
 
 
 @ATTACKS.register("finetune", Config, "T/V relearning: fine-tune on T's sentences, score V each epoch")
@@ -140,172 +92,3 @@ class Finetune:
         )
         summary = summarise(self.config, history, plan.window, list(claimed), watch.seconds)
         return AttackResult(history, summary | changes | {"stop_reason": stop_reason})
-
-
-def check_full_forward(model: PreTrainedModel) -> None:
-    """Refuse a model whose forward pass may not reach every decoder layer.
-
-    Raises:
-        ModelError: if the model has fewer decoder layers than its config says (it was trimmed), or a
-            decoder layer carries a forward (pre-)hook, e.g. a layer-trimming hook left behind.
-    """
-    layers = decoder_layers(model)
-    expected = getattr(model.config, "num_hidden_layers", None)
-    if expected is not None and len(layers) != expected:
-        raise ModelError(
-            f"{type(model).__name__} has {len(layers)} decoder layers but its config says {expected}: "
-            "it was trimmed; reload the saved unlearned model before attacking it"
-        )
-    hooked = [i for i, layer in enumerate(layers) if layer._forward_hooks or layer._forward_pre_hooks]
-    if hooked:
-        raise ModelError(
-            f"decoder layer(s) {hooked} carry forward hooks (e.g. a layer-trimming hook left behind); "
-            "the attack needs the full forward pass, remove them first"
-        )
-
-
-def claimed_parameters(model: PreTrainedModel, trained: str) -> dict[str, nn.Parameter]:
-    """Name -> parameter of what the attack trains: every layer's MLP linear weights, or everything.
-
-    Raises:
-        ModelError: if "mlp" is asked and no MLP linear module is found.
-    """
-    if trained == "all":
-        return dict(model.named_parameters())
-    weights = {id(m.weight) for m in mlp_modules(model)}  # layers=None: ALL decoder layers
-    return {name: p for name, p in model.named_parameters() if id(p) in weights}
-
-
-@contextmanager
-def preserved_state(model: PreTrainedModel) -> Iterator[None]:
-    """Eval mode (no dropout) inside; every module's mode and parameter's requires_grad restored after."""
-    modes = [(module, module.training) for module in model.modules()]
-    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
-
-
-def train_epochs(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    parameters: Sequence[nn.Parameter],
-    train_facts: Sequence[Fact],
-    eval_facts: Sequence[Fact],
-    plan: TrainPlan,
-    progress: bool,
-    desc: str,
-) -> tuple[list[dict[str, float]], str]:
-    """Train `parameters` on T's sentences for `plan.epochs`, scoring V before and after each epoch.
-
-    Each epoch reshuffles the sentences with a generator seeded once by `plan.seed`. A history entry
-    holds the `eval_` metrics, `train_loss` (mean batch loss of the epoch's steps; entry 0: of the
-    unshuffled batches before any step) and `seconds` (cumulative training time, evaluation excluded).
-    A Ctrl-C stops after the current epoch.
-
-    Returns:
-        The history and the stop reason, "epochs" or "interrupted".
-    """
-    device = model_device(model)
-    rows = encode(tokenizer, fact_sentences(train_facts, plan.sentences_per_fact), plan.max_length)
-    generator = torch.Generator().manual_seed(plan.seed)
-    optimizer = make_optimizer(parameters, plan)
-
-    def entry(epoch: int, loss: float, seconds: float) -> dict[str, float]:
-        scores = eval_metrics(model, tokenizer, eval_facts, plan.mcq_format, plan.eval_batch_size)
-        return {"epoch": epoch, **scores, "train_loss": loss, "seconds": seconds}
-
-    with torch.no_grad():
-        before = [float(loss_of(model, b.to(device))) for b in shuffled(rows, tokenizer, plan, None)]
-    history, seconds = [entry(0, sum(before) / len(before), 0.0)], 0.0
-    with interrupt_flag() as interrupted:
-        for epoch in tqdm(range(1, plan.epochs + 1), desc=desc, disable=not progress):
-            start = time.perf_counter()
-            losses = [
-                train_step(model, b.to(device), optimizer) for b in shuffled(rows, tokenizer, plan, generator)
-            ]
-            seconds += time.perf_counter() - start
-            history.append(entry(epoch, sum(losses) / len(losses), seconds))
-            if interrupted.is_set():
-                return history, "interrupted"
-    return history, "epochs"
-
-
-def shuffled(
-    rows: Sequence[Sequence[int]],
-    tokenizer: PreTrainedTokenizerBase,
-    plan: TrainPlan,
-    generator: torch.Generator | None,
-) -> list[Batch]:
-    """Right-padded batches of the token rows, in the generator's random order (as given when None)."""
-    order = range(len(rows)) if generator is None else torch.randperm(len(rows), generator=generator).tolist()
-    ordered = [rows[i] for i in order]
-    return [
-        pad(ordered[i : i + plan.batch_size], pad_id(tokenizer)) for i in range(0, len(rows), plan.batch_size)
-    ]
-
-
-def make_optimizer(parameters: Sequence[nn.Parameter], plan: TrainPlan) -> torch.optim.Optimizer:
-    """SGD (no momentum) or AdamW over `parameters` with the plan's learning rate."""
-    if plan.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=plan.lr)
-    return torch.optim.AdamW(parameters, lr=plan.lr, weight_decay=plan.weight_decay)
-
-
-def loss_of(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
-    """Mean next-token cross-entropy over the batch's real tokens, full forward pass."""
-    logits = forward(model, batch)  # (batch, seq, vocab); no last_layer: every layer runs
-    assert logits is not None  # only a last_layer stops the pass early
-    return cross_entropy(logits, batch.input_ids, batch.attention_mask)
-
-
-def train_step(model: PreTrainedModel, batch: Batch, optimizer: torch.optim.Optimizer) -> float:
-    """One optimizer step on `batch`; returns its loss. Gradients are freed afterwards."""
-    loss = loss_of(model, batch)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
-
-
-def cpu_snapshot(parameters: Mapping[str, nn.Parameter]) -> dict[str, torch.Tensor]:
-    """A CPU copy of each named parameter (memory: their size in their dtype; the whole model's here)."""
-    return {name: p.detach().to("cpu", copy=True) for name, p in parameters.items()}
-
-
-def changed_parameters(
-    parameters: Mapping[str, nn.Parameter], snapshot: dict[str, torch.Tensor]
-) -> list[str]:
-    """Names of the snapshotted parameters whose values differ (bitwise) from the snapshot."""
-    return [name for name, old in snapshot.items() if not torch.equal(parameters[name].detach().cpu(), old)]
-
-
-def verify_changes(claimed: Sequence[str], changed: Sequence[str], attack: str) -> dict[str, list[str]]:
-    """Compare what the attack claims to train with what changed; warn about every mismatch.
-
-    Returns:
-        `changed_parameters`, `unchanged_claimed` (claimed but unchanged, e.g. an lr too small for
-        the dtype) and `changed_unclaimed` (should always be empty), for the summary.
-    """
-    changed_set, claimed_set = set(changed), set(claimed)
-    unchanged = [name for name in claimed if name not in changed_set]
-    unclaimed = [name for name in changed if name not in claimed_set]
-    if unchanged:
-        warnings.warn(
-            f"{attack}: {len(unchanged)} claimed parameter(s) did not change, e.g. {unchanged[0]}; "
-            "raise the learning rate or train in float32",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    if unclaimed:
-        warnings.warn(f"{attack}: unclaimed parameter(s) changed: {unclaimed}", RuntimeWarning, stacklevel=3)
-    return {
-        "changed_parameters": list(changed),
-        "unchanged_claimed": unchanged,
-        "changed_unclaimed": unclaimed,
-    }

@@ -2,8 +2,8 @@
 
 Each targeted linear map W x becomes W x + (alpha / rank) B A x with A (rank, d_in), B (d_out, rank)
 and B = 0 at the start; only A and B train, with the same loop, loss and per-epoch V scoring as the
-`finetune` attack (its helpers are called, not inherited). Afterwards the adapter is removed without
-merging, so the model object holds exactly its original modules and weights again.
+`finetune` attack (the helpers of `cir.relearn` are called, not inherited). Afterwards the adapter is
+removed without merging, so the model object holds exactly its original modules and weights again.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from cir.attacks.base import (
     check_positive,
     summarise,
 )
-from cir.attacks.finetune import (
+from cir.data.facts import Fact
+from cir.errors import ConfigError
+from cir.modules import freeze_all_but, mlp_modules
+from cir.registry import ATTACKS
+from cir.relearn import (
     TrainPlan,
     changed_parameters,
     check_full_forward,
@@ -34,10 +38,6 @@ from cir.attacks.finetune import (
     train_epochs,
     verify_changes,
 )
-from cir.data.facts import Fact
-from cir.errors import ConfigError
-from cir.modules import freeze_all_but, mlp_modules
-from cir.registry import ATTACKS
 from cir.runtime import Stopwatch, seed_everything
 
 ADAPTER_NAME = "cir_attack"  # the adapter's name inside peft; its parameters are named lora_A/B.<this>
