@@ -84,3 +84,17 @@ def load_facts_from_shared():
     if not path.is_file():
         pytest.skip("../shared data not present")
     return load_facts(path)
+
+
+def test_control_sees_choices_but_not_sentences():
+    world = cir.data.world.generate_world(TINY.world)
+    extra = load_facts_from_shared()[:3]
+    control = cir.demo.pretraining_texts(world, extra, extra_sentences=False)
+    full = cir.demo.pretraining_texts(world, extra)
+    sentences = {s for fact in extra for s in fact.sentences}
+    assert sentences <= set(full) and not sentences & set(control)
+    assert all(
+        any(t.startswith(f.question.strip()) and all(c in t for c in f.choices) for t in control)
+        for f in extra
+    )
+    assert cache_key(DemoConfig(extra_sentences=False)) != cache_key(DemoConfig())

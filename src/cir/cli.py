@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--extra-facts", nargs="+", type=Path, default=[], help="fact files to mix into pretraining"
     )
+    build.add_argument(
+        "--control",
+        action="store_true",
+        help="the control model: extra questions and choices, not their facts",
+    )
     _cache_arg(build)
     build.set_defaults(handler=cmd_world_build)
 
@@ -190,7 +195,8 @@ def _inputs(args: argparse.Namespace) -> Inputs:
 
 def cmd_world_build(args: argparse.Namespace) -> None:
     """`cir world build`."""
-    paths = build_demo(DemoConfig(extra_facts=args.extra_facts), cache_dir=args.cache_dir)
+    config = DemoConfig(extra_facts=args.extra_facts, extra_sentences=not args.control)
+    paths = build_demo(config, cache_dir=args.cache_dir)
     report = json.loads(paths.report.read_text())
     print(f"demo model: {paths.model}  (built in {report['build_seconds']:.0f} s)")
     print(_facts_table(report))

@@ -41,6 +41,7 @@ class DemoConfig:
 
     world: WorldConfig = field(default_factory=WorldConfig)
     extra_facts: list[Path] = field(default_factory=list)  # fact files mixed into pretraining (e.g. WMDP)
+    extra_sentences: bool = True  # False builds the control: extra questions and choices, never the facts
     vocab_size: int = 4096  # BPE merges stop earlier when the world's words run out (~2.3k)
     hidden_size: int = 128
     intermediate_size: int = 512
@@ -115,7 +116,7 @@ def build_demo(
     seed_everything(config.seed)
     world = generate_world(config.world)
     extra = [fact for path in config.extra_facts for fact in load_facts(path)]
-    texts = pretraining_texts(world, extra)
+    texts = pretraining_texts(world, extra, config.extra_sentences)
     tokenizer = train_tokenizer(texts, config.vocab_size)
     model = _new_model(config, tokenizer)
     train_losses = pretrain(model, tokenizer, texts, config, progress)
@@ -139,17 +140,19 @@ def load_demo(paths: DemoPaths, device: str = "auto") -> tuple[PreTrainedModel, 
     return load_model(paths.model, device=device)
 
 
-def pretraining_texts(world: World, extra: Sequence[Fact]) -> list[str]:
+def pretraining_texts(world: World, extra: Sequence[Fact], extra_sentences: bool = True) -> list[str]:
     """Every text the demo model is trained on.
 
     Each fact contributes its sentences and its question followed by the answer, so the model knows
     the question format (the MCQ metrics ask it). Extra facts (e.g. WMDP) contribute their sentences
     and their question with all four choices listed but no answer: a from-scratch model would
-    otherwise prefer the right choice merely for having seen its string in the sentences.
+    otherwise prefer the right choice merely for having seen its string in the sentences. The
+    control (`extra_sentences=False`) sees the questions and choices only: its accuracy is what a
+    model gets from the format and the choices' wording, with no fact learned.
     """
     texts = [s for fact in world.forget + world.retain for s in fact.sentences]
     texts += [f"{question_prompt(fact)} {fact.answer_text}" for fact in world.forget + world.retain]
-    texts += [s for fact in extra for s in fact.sentences]
+    texts += [s for fact in extra for s in fact.sentences] if extra_sentences else []
     texts += [f"{question_prompt(fact)} one of: {'; '.join(fact.choices)}." for fact in extra]
     return texts + world.general_train
 
