@@ -159,6 +159,9 @@ def _cache_arg(parser: argparse.ArgumentParser) -> None:
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--device-map", help="accelerate device map (e.g. auto) for a model larger than one GPU"
+    )
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run"
@@ -180,15 +183,16 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
     _cache_arg(parser)
 
 
-def _inputs(args: argparse.Namespace) -> Inputs:
+def _inputs(args: argparse.Namespace, forget: list[Path] | None = None) -> Inputs:
     return Inputs(
         model=args.model,
-        forget=args.forget,
+        forget=args.forget if forget is None else forget,
         retain=args.retain,
         general=args.general,
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
+        device_map=args.device_map,
         cache_dir=args.cache_dir,
     )
 
@@ -265,7 +269,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     flags = {"bench": {k: v for k, v in shorthands.items() if v is not None}}
     raw = merge(raw_config(args.config, args.overrides), flags)
     tuned = load_tuned(args.tuned) if args.tuned else None
-    results = run_bench(_bench_inputs(args), raw, args.out, args.force, tuned=tuned)
+    results = run_bench(_inputs(args, list(args.facts or [])), raw, args.out, args.force, tuned=tuned)
     print(bench_markdown(results))
     if tuned is not None:
         studies = results["config"]["tuned"]
@@ -278,12 +282,15 @@ def cmd_tune(args: argparse.Namespace) -> None:
     """`cir tune`: print each study's best value and params."""
     raw = raw_config(args.config, args.overrides)
     common = dict(trials=args.trials, storage=args.storage, budget=args.budget, seed=args.seed)
+    inputs = _inputs(args, list(args.facts or []))
     if args.method == "all":
         if args.study:
             raise ConfigError("--study names one study: give it with one --method, not `all`")
-        studies = tune_all(_bench_inputs(args), raw, **common)
+        studies = tune_all(_inputs(args, list(args.facts or [])), raw, **common)
     else:
-        studies = [tune(_bench_inputs(args), raw, args.method, study_name=args.study, **common)]
+        studies = [
+            tune(_inputs(args, list(args.facts or [])), raw, args.method, study_name=args.study, **common)
+        ]
     for study in studies:
         best = study.best_trial
         params = ", ".join(
@@ -293,19 +300,6 @@ def cmd_tune(args: argparse.Namespace) -> None:
             f"{study.study_name}: best {study.user_attrs['metric']} {best.value:.4f} "
             f"(trial {best.number}, {len(study.trials)} trials); {params}"
         )
-
-
-def _bench_inputs(args: argparse.Namespace) -> Inputs:
-    return Inputs(
-        model=args.model,
-        forget=list(args.facts or []),
-        retain=args.retain,
-        general=args.general,
-        device=args.device,
-        dtype=args.dtype,
-        trust_remote_code=args.trust_remote_code,
-        cache_dir=args.cache_dir,
-    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

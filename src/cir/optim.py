@@ -19,7 +19,9 @@ def normalised_step(
     Normalising globally makes η the norm of the whole step, independent of the loss scale. `grads`
     are (d_out, d_in), oriented per module on the way in (Conv1D stores the transpose).
     """
-    norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads))
+    # With accelerate's device_map the modules (and their gradients) may sit on several devices.
+    device = grads[0].device
+    norm = torch.sqrt(sum(g.float().pow(2).sum().to(device) for g in grads))
     if norm == 0:
         return 0.0
     for module, grad in zip(modules, grads, strict=True):

@@ -42,6 +42,7 @@ class Inputs:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    device_map: str | None = None  # e.g. "auto": accelerate spreads a model larger than one GPU
     cache_dir: Path | None = None  # demo model cache (default $XDG_CACHE_HOME/cir)
 
 
@@ -123,7 +124,9 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
         raise ConfigError(
             "with --model, give --forget FILE... and --general FILE (held-out text for the budget)"
         )
-    model, tokenizer = load_model(name, inputs.device, inputs.dtype, inputs.trust_remote_code)
+    model, tokenizer = load_model(
+        name, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map
+    )
     forget = [f for path in inputs.forget for f in load_facts(path)] or demo_forget(demo)
     retain = load_texts(inputs.retain) if inputs.retain else demo_retain(demo, inputs)
     general = load_texts(inputs.general) if inputs.general else world_of(demo).general_eval
