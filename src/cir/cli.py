@@ -286,11 +286,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
     if args.method == "all":
         if args.study:
             raise ConfigError("--study names one study: give it with one --method, not `all`")
-        studies = tune_all(_inputs(args, list(args.facts or [])), raw, **common)
+        studies = tune_all(inputs, raw, **common)
     else:
-        studies = [
-            tune(_inputs(args, list(args.facts or [])), raw, args.method, study_name=args.study, **common)
-        ]
+        studies = [tune(inputs, raw, args.method, study_name=args.study, **common)]
     for study in studies:
         best = study.best_trial
         params = ", ".join(
