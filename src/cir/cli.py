@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune_cmd.add_argument("--study", help="study name (default METHOD-budgetBUDGET; one method only)")
     tune_cmd.add_argument("--budget", type=float, default=0.01, help="disruption budget of every trial")
     tune_cmd.add_argument("--seed", type=int, default=0, help="T/V split and data order; seeds the sampler")
+    tune_cmd.add_argument(
+        "--worker", type=int, default=0, help="this machine's number when several share a study"
+    )
     _bench_input_args(tune_cmd)
     tune_cmd.add_argument("--config", help="YAML with sections bench, unlearn, attack, methods")
     tune_cmd.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=5")
@@ -281,7 +284,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_tune(args: argparse.Namespace) -> None:
     """`cir tune`: print each study's best value and params."""
     raw = raw_config(args.config, args.overrides)
-    common = dict(trials=args.trials, storage=args.storage, budget=args.budget, seed=args.seed)
+    common = dict(
+        trials=args.trials, storage=args.storage, budget=args.budget, seed=args.seed, worker=args.worker
+    )
     inputs = _inputs(args, list(args.facts or []))
     if args.method == "all":
         if args.study:

@@ -80,6 +80,7 @@ def tune(
     budget: float = 0.01,
     seed: int = 0,
     progress: bool = True,
+    worker: int = 0,
 ) -> optuna.Study:
     """Add `trials` trials to `method`'s study (created, or resumed if it exists) and return it.
 
@@ -93,13 +94,14 @@ def tune(
         budget: the disruption budget every trial is held to.
         seed: the T/V split and data order of every trial; seeds the sampler.
         progress: show a bar over trials.
+        worker: this machine's number when several share the study, so their samplers differ.
 
     Raises:
         ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
     """
     url, name = storage_url(storage), study_name or default_study_name(method, budget)
     setup, _ = prepare(inputs, raw_config, method, trials, progress)
-    return optimize(setup, method, trials, url, name, budget, seed, progress)
+    return optimize(setup, method, trials, url, name, budget, seed, progress, worker)
 
 
 def tune_all(
@@ -110,6 +112,7 @@ def tune_all(
     budget: float = 0.01,
     seed: int = 0,
     progress: bool = True,
+    worker: int = 0,
 ) -> list[optuna.Study]:
     """`tune` every method in bench.methods, with the same number of trials, loading the model once.
 
@@ -119,7 +122,7 @@ def tune_all(
     url = storage_url(storage)
     setup, methods = prepare(inputs, raw_config, None, trials, progress)
     return [
-        optimize(setup, m, trials, url, default_study_name(m, budget), budget, seed, progress)
+        optimize(setup, m, trials, url, default_study_name(m, budget), budget, seed, progress, worker)
         for m in methods
     ]
 
@@ -145,12 +148,21 @@ def prepare(
 
 
 def optimize(
-    setup: Setup, method: str, trials: int, storage: str, name: str, budget: float, seed: int, progress: bool
+    setup: Setup,
+    method: str,
+    trials: int,
+    storage: str,
+    name: str,
+    budget: float,
+    seed: int,
+    progress: bool,
+    worker: int = 0,
 ) -> optuna.Study:
     """Run `trials` trials of `method`'s study `name` in `storage`, with Optuna's logging quietened.
 
     The TPE sampler is seeded with `seed` plus the number of trials already in the study, so a fresh
-    study repeats exactly and a resumed one does not re-propose its first trials.
+    study repeats exactly and a resumed one does not re-propose its first trials; machines sharing a
+    study pass distinct `worker` numbers so that their samplers differ while the data stays the same.
     """
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -158,7 +170,7 @@ def optimize(
         study = optuna.create_study(
             storage=storage, study_name=name, direction="minimize", load_if_exists=True
         )
-        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+        study.sampler = optuna.samplers.TPESampler(seed=seed + 100_003 * worker + len(study.trials))
         attrs = {"method": method, "budget": budget, "seed": seed, "metric": setup.bench.metric}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
