@@ -83,6 +83,10 @@ def test_study_completes_seeded_with_values_and_attrs(study, files):
     )
     assert again.trials[0].params == study.trials[0].params  # same seed, fresh study: same first proposal
     assert again.trials[0].value == pytest.approx(study.trials[0].value)  # and the same bench run
+    other_worker = tune(
+        inputs(files), FAST, "grad_diff", trials=1, storage=files / "c.db", budget=1.0, progress=False, worker=1
+    )
+    assert other_worker.trials[0].params != study.trials[0].params  # machines sharing a study differ
 
 
 def test_tune_resumes_the_same_study_from_the_cli(study, files, capsys):

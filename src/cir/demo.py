@@ -47,7 +47,7 @@ class DemoConfig:
     intermediate_size: int = 512
     layers: int = 4
     heads: int = 4
-    epochs: int = 24  # passes over the corpus
+    epochs: int = 20  # passes over the corpus: 100% argmax accuracy in ~4 min on 2 cores (24 saturates more)
     block_size: int = 128  # tokens per packed training sequence
     batch_size: int = 32  # sequences per step
     lr: float = 3e-3  # AdamW peak learning rate, linear warm-up then cosine to 10%

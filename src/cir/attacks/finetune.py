@@ -40,7 +40,7 @@ class Config(AttackConfig):
     optimizer: Literal["sgd", "adamw"] = "adamw"  # [sgd]; AdamW relearns a tiny model in a few epochs
     lr: float = 1e-3  # learning rate [1e-5 with SGD]
     weight_decay: float = 0.0  # AdamW's decoupled decay; 0 keeps every change due to T's gradient
-    epochs: int = 20  # passes over T's sentences [100]
+    epochs: int = 10  # passes over T's sentences [100]; on the demo model V peaks within 2-5
     batch_size: int = 32  # sentences per step [32]
     sentences_per_fact: int | None = None  # first N sentences of each T fact; None = all of them
     trained: Literal["mlp", "all"] = "mlp"  # "mlp": every layer's MLP linear weights [paper]; "all": all
