@@ -49,22 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their arguments."""
     parser = argparse.ArgumentParser(prog="cir", description="Robust, non-disruptive unlearning (CIR).")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_world, _add_eval, _add_unlearn, _add_attack, _add_run, _add_bench, _add_tune, _add_demo):
+        add(commands)
+    commands.add_parser("methods", help="list the unlearning methods").set_defaults(handler=cmd_methods)
+    commands.add_parser("attacks", help="list the attacks").set_defaults(handler=cmd_attacks)
+    return parser
 
-    world = commands.add_parser("world", help="the embedded demo world and model").add_subparsers(
-        dest="action", required=True
+
+def _add_world(commands: argparse._SubParsersAction) -> None:
+    world = commands.add_parser("world", help="the embedded demo world and model")
+    build = world.add_subparsers(dest="action", required=True).add_parser(
+        "build", help="generate the world and train the demo model (cached)"
     )
-    build = world.add_parser("build", help="generate the world and train the demo model (cached)")
     build.add_argument(
-        "--extra-facts", nargs="+", type=Path, default=[], help="fact files to mix into pretraining"
+        "--extra-facts", nargs="+", type=Path, default=[], help="fact files to add to pretraining"
     )
     build.add_argument(
-        "--control",
-        action="store_true",
-        help="the control model: extra questions and choices, not their facts",
+        "--control", action="store_true", help="control: extra questions and choices, no facts"
     )
     _cache_arg(build)
     build.set_defaults(handler=cmd_world_build)
 
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="accuracy and answer probability of a model on fact files")
     evaluate.add_argument("--model", help="model folder or hub id (default: the demo model)")
     evaluate.add_argument("--facts", nargs="+", type=Path, help="fact files (default: the demo's)")
@@ -75,22 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_arg(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
+
+def _add_unlearn(commands: argparse._SubParsersAction) -> None:
     unlearn = commands.add_parser("unlearn", help="unlearn facts under a disruption budget")
     _job_args(unlearn)
     unlearn.set_defaults(handler=cmd_unlearn)
 
+
+def _add_attack(commands: argparse._SubParsersAction) -> None:
     attack = commands.add_parser("attack", help="relearning attack: train on T, score V every epoch")
     attack.add_argument("--model", required=True, help="the (unlearned) model folder or hub id")
     attack.add_argument("--train", type=Path, required=True, help="T facts (.jsonl) the attack trains on")
     attack.add_argument("--eval", type=Path, required=True, help="V facts (.jsonl) it is scored on")
     attack.add_argument("--attack", default="finetune", help="finetune, lora, few_shot (see `cir attacks`)")
-    attack.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
-    attack.add_argument("--config", help="YAML config file with an `attack:` section")
-    attack.add_argument("--force", action="store_true", help="replace an existing output folder")
     attack.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    attack.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=50")
+    _output_args(attack, "YAML config file with an `attack:` section", "e.g. attack.epochs=50")
     attack.set_defaults(handler=cmd_attack)
 
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="unlearn T + V, attack with T, report V: one folder")
     _job_args(run)
     run.add_argument("--train", type=Path, help="T facts (.jsonl); default: the demo's T split")
@@ -98,22 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--attack", default="finetune", help="finetune, lora, few_shot (see `cir attacks`)")
     run.set_defaults(handler=cmd_run)
 
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="every method at the same budgets, attack and seeds")
     _bench_input_args(bench)
     bench.add_argument("--methods", nargs="+", help="methods to compare (default: see bench.methods)")
     bench.add_argument("--budget", nargs="+", type=float, help="budgets, e.g. 0.001 0.01")
     bench.add_argument("--seeds", type=int, help="number of seeds")
-    bench.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
-    bench.add_argument("--config", help="YAML with sections bench, unlearn, attack, methods")
-    bench.add_argument("--force", action="store_true", help="replace an existing output folder")
     bench.add_argument(
         "--tuned", help="`cir tune` storage (URL or SQLite path): use each study's best params"
     )
-    bench.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=5")
-    _model_args(bench)
-    _cache_arg(bench)
+    _output_args(bench, "YAML with sections bench, unlearn, attack, methods", "e.g. attack.epochs=5")
     bench.set_defaults(handler=cmd_bench)
 
+
+def _add_tune(commands: argparse._SubParsersAction) -> None:
     tune_cmd = commands.add_parser("tune", help="Optuna study per method at one budget (resumable)")
     tune_cmd.add_argument("--method", required=True, help="a method, or `all` for every bench.methods")
     tune_cmd.add_argument("--trials", type=int, default=20, help="trials to add to each study")
@@ -127,10 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_input_args(tune_cmd)
     tune_cmd.add_argument("--config", help="YAML with sections bench, unlearn, attack, methods")
     tune_cmd.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=5")
-    _model_args(tune_cmd)
-    _cache_arg(tune_cmd)
     tune_cmd.set_defaults(handler=cmd_tune)
 
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="build the demo model, unlearn its forget domain with CIR, attack"
     )
@@ -140,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_arg(demo)
     demo.set_defaults(handler=cmd_demo)
 
-    methods = commands.add_parser("methods", help="list the unlearning methods")
-    methods.set_defaults(handler=cmd_methods)
-    attacks = commands.add_parser("attacks", help="list the attacks")
-    attacks.set_defaults(handler=cmd_attacks)
-    return parser
+
+def _output_args(parser: argparse.ArgumentParser, config_help: str, override_help: str) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=override_help)
 
 
 def _bench_input_args(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +164,8 @@ def _bench_input_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--retain", type=Path, help="texts to keep (.jsonl facts or .txt lines)")
     parser.add_argument("--general", type=Path, help="held-out general text (.txt) for the budget")
+    _model_args(parser)
+    _cache_arg(parser)
 
 
 def _cache_arg(parser: argparse.ArgumentParser) -> None:
@@ -176,12 +188,7 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forget", nargs="+", type=Path, default=[], help="fact files to forget")
     parser.add_argument("--retain", type=Path, help="texts to keep (.jsonl facts or .txt lines)")
     parser.add_argument("--general", type=Path, help="held-out general text (.txt) for the budget")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
-    parser.add_argument("--config", help="YAML config file or preset name (e.g. paper_llama8b)")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="e.g. unlearn.budget=0.01 method.k_act=16"
-    )
+    _output_args(parser, "YAML config file or preset name (e.g. paper_llama8b)", "e.g. unlearn.budget=0.01")
     _model_args(parser)
     _cache_arg(parser)
 
