@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from cir.attacks.base import AttackConfig
+from cir.attacks.base import AttackConfig, AttackResult
 from cir.config import from_dict, merge, split_sections, to_dict
 from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
@@ -33,7 +33,7 @@ from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_con
 from cir.plots import bench_plots
 from cir.registry import ATTACKS
 from cir.report import bench_markdown
-from cir.unlearn import UnlearnConfig, UnlearnData, unlearn
+from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
 
 ABLATIONS = ("cir", "mlp_breaking")  # not baselines: CIR itself and CIR without the collapse
 BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods"]
@@ -261,35 +261,31 @@ def bench_one(
         epoch = epoch_within(result.history, budget, loop.budget_metric)
         weights.load(epoch, original, model)
         attack = ATTACKS.build(bench.attack, attack_cfg).run(model, tokenizer, train, val, progress=False)
-        runs.append(
-            {
-                "method": name,
-                "seed": seed,
-                "budget": budget,
-                "epochs": epoch,
-                "v_before": before,
-                "v_unlearned": {
-                    k[len("forget_") :]: v
-                    for k, v in result.history[epoch].items()
-                    if k.startswith("forget_")
-                },
-                "v_post_attack": {k[len("eval_") :]: v for k, v in attack.summary["post_attack"].items()},
-                "general_loss_before": result.history[0]["general_loss"],
-                "general_loss_after": result.history[epoch]["general_loss"],
-                "seconds_per_fact": result.history[epoch].get("seconds", 0.0) / len(train + val),
-                "unlearn_trajectory": [
-                    {k: h[k] for k in h if k in ("epoch", "general_loss") or k.startswith("forget_")}
-                    for h in result.history
-                ],
-                "attack_trajectory": [
-                    {k: h[k] for k in h if k == "epoch" or k.startswith("eval_")} for h in attack.history
-                ],
-                "post_attack_definition": attack.summary["post_attack_definition"],
-                "stop_reasons": {"unlearn": result.stop_reason, "attack": attack.summary.get("stop_reason")},
-            }
-        )
+        run = {"method": name, "seed": seed, "budget": budget, "epochs": epoch, "v_before": before}
+        runs.append(run | run_numbers(result, epoch, attack, len(train + val)))
     model.load_state_dict(original)
     return runs
+
+
+def run_numbers(result: UnlearnResult, epoch: int, attack: AttackResult, facts: int) -> dict[str, Any]:
+    """What a bench run records of its unlearning (up to `epoch`) and of the attack that followed."""
+    kept = result.history[epoch]
+    return {
+        "v_unlearned": {k[len("forget_") :]: v for k, v in kept.items() if k.startswith("forget_")},
+        "v_post_attack": {k[len("eval_") :]: v for k, v in attack.summary["post_attack"].items()},
+        "general_loss_before": result.history[0]["general_loss"],
+        "general_loss_after": kept["general_loss"],
+        "seconds_per_fact": kept.get("seconds", 0.0) / facts,
+        "unlearn_trajectory": [
+            {k: h[k] for k in h if k in ("epoch", "general_loss") or k.startswith("forget_")}
+            for h in result.history
+        ],
+        "attack_trajectory": [
+            {k: h[k] for k in h if k == "epoch" or k.startswith("eval_")} for h in attack.history
+        ],
+        "post_attack_definition": attack.summary["post_attack_definition"],
+        "stop_reasons": {"unlearn": result.stop_reason, "attack": attack.summary.get("stop_reason")},
+    }
 
 
 def definitions(runs: Sequence[dict[str, Any]]) -> dict[str, str]:
