@@ -8,6 +8,7 @@ import cir.demo
 from cir.data.facts import load_facts
 from cir.data.world import WorldConfig
 from cir.demo import DemoConfig, DemoPaths, build_demo, cache_key, load_demo
+from cir.pipeline import Inputs, load_inputs
 
 TINY = DemoConfig(
     world=WorldConfig(forget_facts=8, retain_facts=8, paraphrases=2, general_train=40, general_eval=8),
@@ -39,6 +40,11 @@ def test_build_saves_model_world_and_report_then_reuses_cache(tmp_path, monkeypa
 
     monkeypatch.setattr(cir.demo, "pretrain", no_training)
     assert build_demo(TINY, cache_dir=tmp_path, progress=False) == paths
+
+    # a model folder cir built carries its world: given as --model, it defaults to that world's data
+    loaded = load_inputs(Inputs(model=str(paths.model), device="cpu"), progress=False)
+    assert loaded.demo == paths and len(loaded.data.forget_facts) == 8
+    assert loaded.data.general_texts == cir.data.world.load_world(paths.retain.parent).general_eval
 
 
 def test_cache_key_changes_with_recipe_and_extra_fact_contents(tmp_path):

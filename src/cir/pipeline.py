@@ -116,7 +116,11 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
         ConfigError: if a model is given without forget facts or general text.
         DataError, ModelError: for bad files or models.
     """
-    demo = build_demo(cache_dir=inputs.cache_dir, progress=progress) if inputs.model is None else None
+    demo = (
+        build_demo(cache_dir=inputs.cache_dir, progress=progress)
+        if inputs.model is None
+        else built_by_cir(inputs.model)
+    )
     name = str(demo.model) if demo else inputs.model
     if inputs.train is not None and inputs.eval is not None:  # a run forgets T + V
         inputs = replace(inputs, forget=[inputs.train, inputs.eval])
@@ -132,6 +136,16 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
     general = load_texts(inputs.general) if inputs.general else world_of(demo).general_eval
     source = Path(name) if Path(name).is_dir() else None
     return Loaded(model, tokenizer, UnlearnData(forget, retain, general), source, demo)
+
+
+def built_by_cir(model: str) -> DemoPaths | None:
+    """The world files of a model folder that `cir world build` made (it carries them), else None.
+
+    Such a model (e.g. one built with --extra-facts) then defaults to its own world's retain and
+    general text, like the demo model.
+    """
+    paths = DemoPaths.at(Path(model))
+    return paths if paths.report.is_file() and paths.retain.is_file() else None
 
 
 def demo_forget(demo: DemoPaths | None) -> list[Fact]:
