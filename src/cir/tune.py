@@ -170,7 +170,10 @@ def optimize(
         study = optuna.create_study(
             storage=storage, study_name=name, direction="minimize", load_if_exists=True
         )
-        study.sampler = optuna.samplers.TPESampler(seed=seed + 100_003 * worker + len(study.trials))
+        # 4 random trials, then TPE: small studies (a CPU budget of ~10 trials) still get guided ones
+        study.sampler = optuna.samplers.TPESampler(
+            n_startup_trials=4, seed=seed + 100_003 * worker + len(study.trials)
+        )
         attrs = {"method": method, "budget": budget, "seed": seed, "metric": setup.bench.metric}
         for key, value in attrs.items():
             study.set_user_attr(key, value)

@@ -109,7 +109,7 @@ def search_space(trial: Trial, components: bool = True) -> dict[str, Any]:
     """`cir tune`'s space: forget layers, log-scaled step_norm and retain_lr; k_act, k_grad if components."""
     overrides = {
         "forget_layers": suggest_layers(trial, "forget_layers", [[1, 2], [0, 1, 2], [2, 3]]),
-        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
         "retain_lr": trial.suggest_float("retain_lr", 1e-4, 1.0, log=True),
     }
     if components:

@@ -64,7 +64,7 @@ class Config(MethodConfig):
 def search_space(trial: Trial) -> dict[str, Any]:
     """`cir tune`'s space: log-scaled step_norm, beta and retain_weight, and which layers to train."""
     return {
-        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
         "beta": trial.suggest_float("beta", 0.01, 1.0, log=True),
         "retain_weight": trial.suggest_float("retain_weight", 0.1, 10.0, log=True),
         "trained_layers": suggest_layers(trial, "trained_layers", [None, [1, 2], [0, 1, 2], [2, 3]]),

@@ -117,7 +117,7 @@ def search_space(trial: Trial) -> dict[str, Any]:
     return {
         "k": trial.suggest_int("k", 1, 32, log=True),
         "collapse": trial.suggest_categorical("collapse", ["hard", "soft"]),
-        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
         "trained_layers": suggest_layers(trial, "trained_layers", [None, [1, 2], [0, 1, 2], [2, 3]]),
     }
 

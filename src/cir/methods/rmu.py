@@ -72,7 +72,7 @@ def search_space(trial: Trial) -> dict[str, Any]:
         "layer": trial.suggest_categorical("layer", [1, 2, 3]),
         "steering_scale": trial.suggest_float("steering_scale", 1.0, 32.0, log=True),
         "alpha": trial.suggest_float("alpha", 1.0, 1000.0, log=True),
-        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
     }
 
 

@@ -63,7 +63,7 @@ class Config(MethodConfig):
 def search_space(trial: Trial) -> dict[str, Any]:
     """`cir tune`'s space: log-scaled step_norm, beta and retain_weight, gamma, and the trained layers."""
     return {
-        "step_norm": trial.suggest_float("step_norm", 0.01, 1.0, log=True),
+        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
         "beta": trial.suggest_float("beta", 0.5, 10.0, log=True),
         "gamma": trial.suggest_float("gamma", 0.0, 2.0),
         "retain_weight": trial.suggest_float("retain_weight", 0.1, 10.0, log=True),
