@@ -13,7 +13,9 @@ SHIPPED = sorted([*PRESETS.glob("*.yaml"), *(ROOT / "benchmarks" / "configs").gl
 
 
 def test_the_expected_files_are_found():
-    assert [p.name for p in SHIPPED] == ["demo_bench.yaml", "demo_tune.yaml", "paper_llama8b.yaml"]
+    assert [p.name for p in SHIPPED] == [
+        "demo_bench.yaml", "demo_bench_all.yaml", "demo_tune.yaml", "paper_llama8b.yaml"
+    ]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
