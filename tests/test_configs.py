@@ -13,8 +13,12 @@ SHIPPED = sorted([*PRESETS.glob("*.yaml"), *(ROOT / "benchmarks" / "configs").gl
 
 
 def test_the_expected_files_are_found():
-    assert [p.name for p in SHIPPED] == [
-        "demo_bench.yaml", "demo_bench_all.yaml", "demo_tune.yaml", "paper_llama8b.yaml"
+    assert sorted(p.name for p in SHIPPED) == [
+        "demo_bench.yaml",
+        "demo_bench_all.yaml",
+        "demo_tune.yaml",
+        "paper_llama8b.yaml",
+        "wmdp_bench.yaml",
     ]
 
 
