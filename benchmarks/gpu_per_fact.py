@@ -7,6 +7,7 @@ of epochs. Prints seconds per fact, tokens per second and peak memory, then the 
 uncollapsed update (k = 0) run in the same process, and the collapse overhead as a ratio.
 
     python benchmarks/gpu_per_fact.py --shape 8b --layers 12 --device cuda --dtype bfloat16
+    python benchmarks/gpu_per_fact.py --shape demo --facts 200   # the demo model's shape, on CPU
     python benchmarks/gpu_per_fact.py --shape tiny        # CPU smoke run (used by the tests)
 """
 
@@ -40,6 +41,14 @@ SHAPES = {
         num_key_value_heads=8,
         vocab_size=128256,
     ),
+    "demo": dict(
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=2400,
+    ),
     "tiny": dict(
         hidden_size=64,
         intermediate_size=128,
@@ -51,6 +60,7 @@ SHAPES = {
 }
 PAPER = dict(forget_layers=[6, 7, 8, 9, 10, 11], k_act=24, k_grad=36, step_norm=0.2, retain_lr=3e-4)
 TINY = dict(forget_layers=[1, 2], k_act=8, k_grad=8, step_norm=0.2, retain_lr=3e-4)
+DEMO = dict(forget_layers=[0, 1, 2], k_act=54, k_grad=24, step_norm=0.1, retain_lr=0.2)  # CIR's defaults
 
 
 def synthetic_batches(
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.device(device):
         model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=256)).to(dtype).eval()
     batches = synthetic_batches(args.facts, shape["vocab_size"], args.batch_size, device, seed=0)
-    settings = TINY if args.shape == "tiny" else PAPER
+    settings = {"tiny": TINY, "demo": DEMO}.get(args.shape, PAPER)
     measure(model, batches[:1], settings, 2)  # warm-up: kernels, allocator, lazy initialisation
     collapsed = measure(model, batches, settings, args.epochs)
     plain = measure(model, batches, {**settings, "k_act": 0, "k_grad": 0}, args.epochs)
