@@ -7,53 +7,22 @@ import pytest
 
 import tiny
 from cir.cli import main
-from cir.data.facts import save_facts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def bench_out(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    model = tiny.model("llama", layers=3)
-    model.save_pretrained(root / "model")
-    tiny.tokenizer().save_pretrained(root / "model")
-    save_facts(tiny.FACTS[:2], root / "T.jsonl")
-    save_facts(tiny.FACTS[2:], root / "V.jsonl")
-    (root / "general.txt").write_text("\n".join(tiny.TEXTS[3:]) + "\n")
-    (root / "retain.txt").write_text("\n".join(tiny.TEXTS[2:5]) + "\n")
-    out = root / "out"
+    files = tiny.write_workspace(tmp_path_factory.mktemp("bench"))
+    out = files.root / "out"
     status = main(
         [
             "bench",
-            "--model",
-            str(root / "model"),
-            "--facts",
-            str(root / "T.jsonl"),
-            str(root / "V.jsonl"),
-            "--retain",
-            str(root / "retain.txt"),
-            "--general",
-            str(root / "general.txt"),
-            "--methods",
-            "cir",
-            "grad_diff",
-            "--seeds",
-            "2",
-            "--budget",
-            "0.001",
-            "0.01",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "bench.known_threshold=0",
-            "bench.val_fraction=0.34",
-            "unlearn.max_epochs=1",
-            "unlearn.batch_size=2",
-            "unlearn.track_kl=false",
-            "attack.epochs=1",
-            "attack.batch_size=2",
+            *("--model", str(files.model), "--facts", str(files.train), str(files.eval)),
+            *("--retain", str(files.retain), "--general", str(files.general)),
+            *("--methods", "cir", "grad_diff", "--seeds", "2", "--budget", "0.001", "0.01"),
+            *("--out", str(out), "--device", "cpu"),
+            *tiny.FAST_BENCH_ARGS,
             "methods.cir.forget_layers=[1]",
             "methods.cir.k_act=1",
             "methods.cir.k_grad=1",

@@ -6,38 +6,19 @@ import pytest
 
 import tiny
 from cir.cli import main
-from cir.data.facts import save_facts
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    model = tiny.model("llama", layers=3)
-    model.save_pretrained(root / "model")
-    tiny.tokenizer().save_pretrained(root / "model")
-    save_facts(tiny.FACTS[:2], root / "T.jsonl")
-    save_facts(tiny.FACTS[2:], root / "V.jsonl")
-    (root / "general.txt").write_text("\n".join(tiny.TEXTS[3:]) + "\n")
-    (root / "retain.txt").write_text("\n".join(tiny.TEXTS[2:5]) + "\n")
-    return root
+    return tiny.write_workspace(tmp_path_factory.mktemp("cli"))
 
 
-def unlearn_args(root, out, *extra):
+def unlearn_args(files, out, *extra):
     return [
         "unlearn",
-        "--model",
-        str(root / "model"),
-        "--forget",
-        str(root / "T.jsonl"),
-        str(root / "V.jsonl"),
-        "--retain",
-        str(root / "retain.txt"),
-        "--general",
-        str(root / "general.txt"),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
+        *("--model", str(files.model), "--forget", str(files.train), str(files.eval)),
+        *("--retain", str(files.retain), "--general", str(files.general)),
+        *("--out", str(out), "--device", "cpu"),
         "unlearn.max_epochs=2",
         "unlearn.batch_size=2",
         "method.forget_layers=[1]",
@@ -47,8 +28,15 @@ def unlearn_args(root, out, *extra):
     ]
 
 
+def attack_args(files, train, evaluate, out, *extra):
+    return [
+        *("attack", "--model", str(files.model), "--train", str(train), "--eval", str(evaluate)),
+        *("--out", str(out), *extra),
+    ]
+
+
 def test_unlearn_writes_model_metrics_and_summary(workspace, capsys):
-    out = workspace / "unlearned"
+    out = workspace.root / "unlearned"
     assert main(unlearn_args(workspace, out)) == 0
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -65,37 +53,37 @@ def test_unlearn_writes_model_metrics_and_summary(workspace, capsys):
 
 
 def test_bad_config_key_names_the_key(workspace, capsys):
-    assert main(unlearn_args(workspace, workspace / "bad", "method.k_atc=3")) == 2
+    assert main(unlearn_args(workspace, workspace.root / "bad", "method.k_atc=3")) == 2
     err = capsys.readouterr().err
     assert "k_atc" in err and "did you mean 'k_act'" in err
-    assert not (workspace / "bad").exists()
+    assert not (workspace.root / "bad").exists()
 
 
 def test_bad_fact_file_names_file_and_line(workspace, capsys):
-    broken = workspace / "broken.jsonl"
-    broken.write_text((workspace / "T.jsonl").read_text() + '{"question": "q", "choices": ["a"]}\n')
-    args = unlearn_args(workspace, workspace / "never")
-    args[args.index(str(workspace / "T.jsonl"))] = str(broken)
+    broken = workspace.root / "broken.jsonl"
+    broken.write_text(workspace.train.read_text() + '{"question": "q", "choices": ["a"]}\n')
+    args = unlearn_args(workspace, workspace.root / "never")
+    args[args.index(str(workspace.train))] = str(broken)
     assert main(args) == 2
     assert f"{broken}:3" in capsys.readouterr().err
 
 
 def test_never_overwrites_the_input_model(workspace, capsys):
-    assert main([*unlearn_args(workspace, workspace / "model"), "--force"]) == 2
+    assert main([*unlearn_args(workspace, workspace.model), "--force"]) == 2
     assert "input model" in capsys.readouterr().err
-    assert (workspace / "model" / "model.safetensors").is_file()
+    assert (workspace.model / "model.safetensors").is_file()
 
 
 def test_run_writes_both_stages_and_report(workspace, capsys):
-    out = workspace / "run"
+    out = workspace.root / "run"
     args = [a for a in unlearn_args(workspace, out) if a not in ("unlearn", "--forget")]
     args = [
         "run",
         "--train",
-        str(workspace / "T.jsonl"),
+        str(workspace.train),
         "--eval",
-        str(workspace / "V.jsonl"),
-        *[a for a in args if a not in (str(workspace / "T.jsonl"), str(workspace / "V.jsonl"))],
+        str(workspace.eval),
+        *[a for a in args if a not in (str(workspace.train), str(workspace.eval))],
         "attack.epochs=2",
         "attack.batch_size=2",
     ]
@@ -117,45 +105,12 @@ def test_run_writes_both_stages_and_report(workspace, capsys):
 
 
 def test_attack_command(workspace, capsys):
-    out = workspace / "attacked"
-    assert (
-        main(
-            [
-                "attack",
-                "--model",
-                str(workspace / "model"),
-                "--train",
-                str(workspace / "T.jsonl"),
-                "--eval",
-                str(workspace / "V.jsonl"),
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "attack.epochs=1",
-                "attack.batch_size=2",
-            ]
-        )
-        == 0
-    )
+    out = workspace.root / "attacked"
+    fast = ("--device", "cpu", "attack.epochs=1", "attack.batch_size=2")
+    assert main(attack_args(workspace, workspace.train, workspace.eval, out, *fast)) == 0
     summary = json.loads((out / "attack_summary.json").read_text())
     assert summary["attack"] == "finetune" and "post_attack" in summary
-    assert (
-        main(
-            [
-                "attack",
-                "--model",
-                str(workspace / "model"),
-                "--train",
-                str(workspace / "T.jsonl"),
-                "--eval",
-                str(workspace / "T.jsonl"),
-                "--out",
-                str(workspace / "overlap"),
-            ]
-        )
-        == 2
-    )
+    assert main(attack_args(workspace, workspace.train, workspace.train, workspace.root / "overlap")) == 2
     assert "overlap" in capsys.readouterr().err
 
 
@@ -168,5 +123,5 @@ def test_listing_commands(capsys):
 
 
 def test_unknown_preset_lists_presets(workspace, capsys):
-    assert main([*unlearn_args(workspace, workspace / "x"), "--config", "nope"]) == 2
+    assert main([*unlearn_args(workspace, workspace.root / "x"), "--config", "nope"]) == 2
     assert "paper_llama8b" in capsys.readouterr().err

@@ -8,7 +8,6 @@ import pytest
 import tiny
 from cir.cli import main
 from cir.config import from_dict
-from cir.data.facts import save_facts
 from cir.pipeline import Inputs
 from cir.registry import METHODS
 from cir.tune import tune
@@ -18,50 +17,34 @@ FAST = {
     "unlearn": {"max_epochs": 1, "batch_size": 2, "track_kl": False},
     "attack": {"epochs": 1, "batch_size": 2},
 }
-FAST_ARGS = [
-    "bench.known_threshold=0",
-    "bench.val_fraction=0.34",
-    "unlearn.max_epochs=1",
-    "unlearn.batch_size=2",
-    "unlearn.track_kl=false",
-    "attack.epochs=1",
-    "attack.batch_size=2",
-]
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tune")
-    model = tiny.model("llama", layers=4)
-    model.save_pretrained(root / "model")
-    tiny.tokenizer().save_pretrained(root / "model")
-    save_facts(tiny.FACTS, root / "facts.jsonl")
-    (root / "general.txt").write_text("\n".join(tiny.TEXTS[3:]) + "\n")
-    (root / "retain.txt").write_text("\n".join(tiny.TEXTS[2:5]) + "\n")
-    return root
+    return tiny.write_workspace(tmp_path_factory.mktemp("tune"), layers=4)
 
 
-def inputs(root):
+def inputs(files):
     return Inputs(
-        model=str(root / "model"),
-        forget=[root / "facts.jsonl"],
-        retain=root / "retain.txt",
-        general=root / "general.txt",
+        model=str(files.model),
+        forget=[files.facts],
+        retain=files.retain,
+        general=files.general,
         device="cpu",
     )
 
 
-def input_args(root):
+def input_args(files):
     return [
-        *("--model", str(root / "model"), "--facts", str(root / "facts.jsonl")),
-        *("--retain", str(root / "retain.txt"), "--general", str(root / "general.txt"), "--device", "cpu"),
+        *("--model", str(files.model), "--facts", str(files.facts)),
+        *("--retain", str(files.retain), "--general", str(files.general), "--device", "cpu"),
     ]
 
 
 @pytest.fixture(scope="module")
 def study(files):
     return tune(
-        inputs(files), FAST, "grad_diff", trials=3, storage=files / "a.db", budget=1.0, progress=False
+        inputs(files), FAST, "grad_diff", trials=3, storage=files.root / "a.db", budget=1.0, progress=False
     )
 
 
@@ -79,20 +62,27 @@ def test_study_completes_seeded_with_values_and_attrs(study, files):
         assert config["step_norm"] == pytest.approx(trial.params["step_norm"])
     assert len({t.params["step_norm"] for t in study.trials}) == 3
     again = tune(
-        inputs(files), FAST, "grad_diff", trials=1, storage=files / "b.db", budget=1.0, progress=False
+        inputs(files), FAST, "grad_diff", trials=1, storage=files.root / "b.db", budget=1.0, progress=False
     )
     assert again.trials[0].params == study.trials[0].params  # same seed, fresh study: same first proposal
     assert again.trials[0].value == pytest.approx(study.trials[0].value)  # and the same bench run
     other_worker = tune(
-        inputs(files), FAST, "grad_diff", trials=1, storage=files / "c.db", budget=1.0, progress=False, worker=1
+        inputs(files),
+        FAST,
+        "grad_diff",
+        trials=1,
+        storage=files.root / "c.db",
+        budget=1.0,
+        progress=False,
+        worker=1,
     )
     assert other_worker.trials[0].params != study.trials[0].params  # machines sharing a study differ
 
 
 def test_tune_resumes_the_same_study_from_the_cli(study, files, capsys):
-    storage = f"sqlite:///{files / 'a.db'}"
+    storage = f"sqlite:///{files.root / 'a.db'}"
     args = ["tune", "--method", "grad_diff", "--trials", "2", "--storage", storage, "--budget", "1.0"]
-    assert main([*args, *input_args(files), *FAST_ARGS]) == 0
+    assert main([*args, *input_args(files), *tiny.FAST_BENCH_ARGS]) == 0
     resumed = optuna.load_study(study_name="grad_diff-budget1.0", storage=storage)
     assert len(resumed.trials) == 3 + 2
     assert resumed.trials[3].params != resumed.trials[0].params  # a resumed sampler does not repeat itself

@@ -1,8 +1,14 @@
-"""Tiny models and a tiny tokenizer built from config, for exact tests (nothing is downloaded)."""
+"""Tiny models and a tiny tokenizer built from config, for exact tests (nothing is downloaded).
+
+Also the fixtures the tests share: a tiny method set up on forget/retain batches, its training loop,
+and a tiny saved-model workspace on disk for the command-line tests.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -18,7 +24,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from cir.data.facts import Fact
+from cir.data.batches import make_batches
+from cir.data.facts import Fact, save_facts
 from cir.data.tokenizer import train_tokenizer
 
 ARCHITECTURES = ["llama", "qwen2", "gpt_neox", "gpt2"]
@@ -84,3 +91,113 @@ FACTS = [
         ("The answer to question one is blue.",),
     ),
 ]
+
+
+# --- methods: a tiny model, forget/retain batches, a method set up on them ---------------------
+
+FORGET = [s for f in FACTS for s in f.sentences] + ["A quiet dog slept under the kitchen table."]
+RETAIN = TEXTS[3:5]
+
+
+def method_batches(retain: list[str] | None = RETAIN) -> tuple[list, list]:
+    """(forget, retain) batches of FORGET (3 a batch) and `retain` (2 a batch).
+
+    `retain=None`: the forget batches double as the retain batches (the same list).
+    """
+    forget = make_batches(tokenizer(), FORGET, batch_size=3)
+    if retain is None:
+        return forget, forget
+    return forget, make_batches(tokenizer(), retain, batch_size=2)
+
+
+def set_up(method_class, config, arch: str = "llama", layers: int = 3, retain: list[str] | None = RETAIN):
+    """A tiny `arch` model and `method_class(config)` set up on `method_batches(retain)`.
+
+    Returns (model, forget batches, method).
+    """
+    net = model(arch, layers=layers)
+    forget, retain_batches = method_batches(retain)
+    method = method_class(config)
+    method.setup(net, forget, retain_batches)
+    return net, forget, method
+
+
+def run_epochs(method, forget_count: int, epochs: int = 2) -> None:
+    """`epochs` epochs of the shared loop: a step on each forget batch (retain batch 0), then end_epoch."""
+    for epoch in range(epochs):
+        for index in range(forget_count):
+            method.step(index, 0, epoch)
+        method.end_epoch(epoch)
+
+
+def forget_loss(method, index: int = 0) -> float:
+    """The method's forget loss on forget batch `index`, without gradients."""
+    with torch.no_grad():
+        return float(method.forget_loss(index))
+
+
+def forget_loss_before_after(method, forget_count: int, epochs: int = 2) -> tuple[float, float]:
+    """The forget loss on forget batch 0 before and after `epochs` epochs of run_epochs."""
+    before = forget_loss(method)
+    run_epochs(method, forget_count, epochs)
+    return before, forget_loss(method)
+
+
+def parameters(net: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """A copy of every parameter, by name (the `before` of assert_only_trained_changed)."""
+    return {name: p.detach().clone() for name, p in net.named_parameters()}
+
+
+def assert_only_trained_changed(net: PreTrainedModel, before: dict[str, torch.Tensor], method) -> None:
+    """Every parameter of `method.trained_parameters()` changed since `before`; no other one did."""
+    trained = {id(p) for p in method.trained_parameters()}
+    for name, parameter in net.named_parameters():
+        changed = not torch.equal(before[name], parameter.detach())
+        assert changed == (id(parameter) in trained), name
+
+
+# --- a tiny saved-model workspace, for the command-line tests ----------------------------------
+
+FAST_BENCH_ARGS = [
+    "bench.known_threshold=0",
+    "bench.val_fraction=0.34",
+    "unlearn.max_epochs=1",
+    "unlearn.batch_size=2",
+    "unlearn.track_kl=false",
+    "attack.epochs=1",
+    "attack.batch_size=2",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Workspace:
+    """The paths write_workspace wrote under `root`."""
+
+    root: Path
+    model: Path  # a saved tiny Llama and its tokenizer
+    train: Path  # T.jsonl: FACTS[:2]
+    eval: Path  # V.jsonl: FACTS[2:]
+    facts: Path  # facts.jsonl: all of FACTS
+    general: Path  # TEXTS[3:], a line each
+    retain: Path  # TEXTS[2:5], a line each
+
+
+def write_workspace(root: Path, layers: int = 3) -> Workspace:
+    """Save a tiny Llama of `layers` layers, the tokenizer, the fact files and the text files."""
+    paths = Workspace(
+        root=root,
+        model=root / "model",
+        train=root / "T.jsonl",
+        eval=root / "V.jsonl",
+        facts=root / "facts.jsonl",
+        general=root / "general.txt",
+        retain=root / "retain.txt",
+    )
+    model("llama", layers=layers).save_pretrained(paths.model)
+    tokenizer().save_pretrained(paths.model)
+    save_facts(FACTS[:2], paths.train)
+    save_facts(FACTS[2:], paths.eval)
+    save_facts(FACTS, paths.facts)
+    paths.general.write_text("\n".join(TEXTS[3:]) + "\n")
+    paths.retain.write_text("\n".join(TEXTS[2:5]) + "\n")
+    return paths

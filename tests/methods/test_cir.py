@@ -6,22 +6,15 @@ import torch.nn.functional as F
 
 import tiny
 from cir.collapse import collapsed_weight_grad, fit_basis, projector
-from cir.data.batches import make_batches
 from cir.hooks import forward, record
 from cir.losses import mlp_breaking
 from cir.methods.cir import CIR, Config
 from cir.modules import weight_update
 
-TEXTS = [s for f in tiny.FACTS for s in f.sentences] + ["A quiet dog slept under the kitchen table."]
-
 
 def setup_cir(arch, **overrides):
-    model = tiny.model(arch, layers=3)
-    batches = make_batches(tiny.tokenizer(), TEXTS, batch_size=3)
     config = Config(**{"forget_layers": [1, 2], "retain_lr": 0.0, **overrides})
-    method = CIR(config)
-    method.setup(model, batches, batches)
-    return model, batches, method
+    return tiny.set_up(CIR, config, arch, retain=None)
 
 
 def kept_only_autograd_grads(model, method, batch):

@@ -8,7 +8,6 @@ import torch
 from safetensors import safe_open
 
 import tiny
-from cir.data.batches import make_batches
 from cir.errors import ConfigError
 from cir.hooks import forward_cross_entropy
 from cir.losses import cross_entropy
@@ -16,15 +15,9 @@ from cir.methods.repselect import Config, RepSelect, collapse_gradient
 from cir.modules import weight_update
 from cir.unlearn import UnlearnConfig, UnlearnData, unlearn
 
-FORGET = [s for f in tiny.FACTS for s in f.sentences] + ["A quiet dog slept under the kitchen table."]
-
 
 def setup_method(arch="llama", **overrides):
-    model = tiny.model(arch, layers=3)
-    forget = make_batches(tiny.tokenizer(), FORGET, batch_size=3)
-    method = RepSelect(Config(**{"k": 2, **overrides}))
-    method.setup(model, forget, forget)
-    return model, forget, method
+    return tiny.set_up(RepSelect, Config(**{"k": 2, **overrides}), arch, retain=None)
 
 
 def gather(method, forget, epoch=0):
@@ -169,9 +162,7 @@ def test_adapter_is_removed_when_a_step_fails(monkeypatch):
 def test_two_epochs_raise_the_forget_cross_entropy(arch, collapse):
     model, forget, method = setup_method(arch, collapse=collapse, lr=3.0)
     before = forget_ce(model, forget)
-    for epoch in range(2):
-        gather(method, forget, epoch)
-        method.end_epoch(epoch)
+    tiny.run_epochs(method, len(forget))
     assert forget_ce(model, forget) > before + 0.01  # -CE is the loss: the forget text gets less likely
 
 

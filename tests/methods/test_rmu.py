@@ -4,50 +4,27 @@ import pytest
 import torch
 
 import tiny
-from cir.data.batches import make_batches
 from cir.errors import ConfigError, ModelError
 from cir.methods.rmu import RMU, Config, random_direction
 
-FORGET = [s for f in tiny.FACTS for s in f.sentences] + ["A quiet dog slept under the kitchen table."]
-RETAIN = tiny.TEXTS[3:5]
-
 
 def setup_method(arch="llama", **overrides):
-    model = tiny.model(arch, layers=3)
-    forget = make_batches(tiny.tokenizer(), FORGET, batch_size=3)
-    retain = make_batches(tiny.tokenizer(), RETAIN, batch_size=2)
-    method = RMU(Config(**overrides))
-    method.setup(model, forget, retain)
-    return model, forget, method
-
-
-def run_epochs(method, forget, epochs=2):
-    for epoch in range(epochs):
-        for index in range(len(forget)):
-            method.step(index, 0, epoch)
-        method.end_epoch(epoch)
+    return tiny.set_up(RMU, Config(**overrides), arch)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_two_epochs_lower_the_forget_loss(arch):
     model, forget, method = setup_method(arch)
-    with torch.no_grad():
-        before = float(method.forget_loss(0))
-    run_epochs(method, forget)
-    with torch.no_grad():
-        after = float(method.forget_loss(0))
+    before, after = tiny.forget_loss_before_after(method, len(forget))
     assert after < 0.99 * before
 
 
 def test_only_trained_parameters_change_and_default_layers_end_at_layer():
     model, forget, method = setup_method(layer=1)
     assert sorted({m.layer for m in method.modules}) == [0, 1]  # layer-2..layer, clipped at 0
-    trained = {id(p) for p in method.trained_parameters()}
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    run_epochs(method, forget, epochs=1)
-    for name, parameter in model.named_parameters():
-        changed = not torch.equal(before[name], parameter.detach())
-        assert changed == (id(parameter) in trained), name
+    before = tiny.parameters(model)
+    tiny.run_epochs(method, len(forget), epochs=1)
+    tiny.assert_only_trained_changed(model, before, method)
 
 
 def test_direction_is_a_seeded_unit_vector_and_the_coefficient_scales_the_original_norm():

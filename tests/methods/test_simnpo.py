@@ -9,38 +9,18 @@ import torch
 import torch.nn.functional as F
 
 import tiny
-from cir.data.batches import make_batches
 from cir.errors import ConfigError
 from cir.methods.simnpo import Config, SimNPO
 
-FORGET = [s for f in tiny.FACTS for s in f.sentences] + ["A quiet dog slept under the kitchen table."]
-RETAIN = tiny.TEXTS[3:5]
-
 
 def setup_method(arch="llama", **overrides):
-    model = tiny.model(arch, layers=3)
-    forget = make_batches(tiny.tokenizer(), FORGET, batch_size=3)
-    retain = make_batches(tiny.tokenizer(), RETAIN, batch_size=2)
-    method = SimNPO(Config(**{"beta": 0.2, **overrides}))
-    method.setup(model, forget, retain)
-    return model, forget, method
-
-
-def run_epochs(method, forget, epochs=2):
-    for epoch in range(epochs):
-        for index in range(len(forget)):
-            method.step(index, 0, epoch)
-        method.end_epoch(epoch)
+    return tiny.set_up(SimNPO, Config(**{"beta": 0.2, **overrides}), arch)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_two_epochs_lower_the_forget_loss(arch):
     model, forget, method = setup_method(arch)
-    with torch.no_grad():
-        before = float(method.forget_loss(0))
-    run_epochs(method, forget)
-    with torch.no_grad():
-        after = float(method.forget_loss(0))
+    before, after = tiny.forget_loss_before_after(method, len(forget))
     assert after < before - 0.005
 
 
@@ -48,11 +28,9 @@ def test_only_trained_parameters_change():
     model, forget, method = setup_method(trained_layers=[0])
     trained = {id(p) for p in method.trained_parameters()}
     assert len(trained) == 3
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    run_epochs(method, forget, epochs=1)
-    for name, parameter in model.named_parameters():
-        changed = not torch.equal(before[name], parameter.detach())
-        assert changed == (id(parameter) in trained), name
+    before = tiny.parameters(model)
+    tiny.run_epochs(method, len(forget), epochs=1)
+    tiny.assert_only_trained_changed(model, before, method)
 
 
 def test_loss_normalises_by_each_sequence_real_target_length():
