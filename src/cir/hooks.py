@@ -109,7 +109,16 @@ def kept_outputs(
     with record(modules) as recordings:
         forward(model, batch, last_layer)
     kept = batch.kept_tokens()
-    return [r.outputs[0][kept] for r in recordings]
+    return [on_kept(r.outputs[0], kept) for r in recordings]
+
+
+def on_kept(values: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """The rows of `values` (batch, seq, d) at the kept positions, (tokens, d).
+
+    The mask follows the values to their device: with accelerate's device_map, layers (and so
+    their activations) sit on different GPUs.
+    """
+    return values[kept.to(values.device)]
 
 
 def layer_outputs(model: PreTrainedModel, layers: Sequence[int]) -> list[nn.Module]:

@@ -27,7 +27,13 @@ def mlp_breaking(
         F.relu((o.float() * o0.float()).sum(dim=-1) / n**2).mean()  # (tokens,) -> ()
         for o, o0, n in zip(outputs, originals, norms, strict=True)
     ]
-    return torch.stack(per_layer).mean()
+    return mean_on_first_device(per_layer)
+
+
+def mean_on_first_device(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean of scalar tensors that may sit on different devices (layers split by a device_map)."""
+    device = values[0].device
+    return torch.stack([v.to(device) for v in values]).mean()
 
 
 def residual_distance(hidden: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -42,7 +48,7 @@ def rerouting(hidden: Sequence[torch.Tensor], originals: Sequence[torch.Tensor])
         F.relu(F.cosine_similarity(h.float(), h0.float(), dim=-1)).mean()
         for h, h0 in zip(hidden, originals, strict=True)
     ]
-    return torch.stack(per_layer).mean()
+    return mean_on_first_device(per_layer)
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

@@ -13,21 +13,21 @@ from cir.modules import TrainedModule, weight_update
 @torch.no_grad()
 def normalised_step(
     modules: Sequence[TrainedModule], grads: Sequence[torch.Tensor], step_norm: float
-) -> float:
-    """W <- W - η G / N with N = sqrt(Σ_modules ||G||_F²) (method.md §2); returns N.
+) -> torch.Tensor:
+    """W <- W - η G / N with N = sqrt(Σ_modules ||G||_F²) (method.md §2); returns N (a 0-d tensor).
 
     Normalising globally makes η the norm of the whole step, independent of the loss scale. `grads`
-    are (d_out, d_in), oriented per module on the way in (Conv1D stores the transpose).
+    are (d_out, d_in), oriented per module on the way in (Conv1D stores the transpose). Nothing is
+    copied to the host: N stays on the device (a zero gradient makes a zero step).
     """
     # With accelerate's device_map the modules (and their gradients) may sit on several devices.
     device = grads[0].device
     norm = torch.sqrt(sum(g.float().pow(2).sum().to(device) for g in grads))
-    if norm == 0:
-        return 0.0
+    scale = step_norm / norm.clamp_min(torch.finfo(torch.float32).tiny)
     for module, grad in zip(modules, grads, strict=True):
         update = weight_update(module, grad).to(module.weight.device, module.weight.dtype)
-        module.weight.sub_(update * (step_norm / norm).to(update.dtype))
-    return float(norm)
+        module.weight.sub_(update * scale.to(update.device, update.dtype))
+    return norm
 
 
 @torch.no_grad()
@@ -43,7 +43,7 @@ def weighted_step(
     modules: Sequence[TrainedModule],
     terms: Sequence[tuple[str, float, Callable[[], torch.Tensor]]],
     step_norm: float,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """One normalised step on the gradient of Σᵢ wᵢ Lᵢ; returns each loss and the update norm.
 
     Args:
@@ -55,7 +55,7 @@ def weighted_step(
     for name, weight, compute in terms:
         if weight != 0:
             loss = compute()
-            logs[name] = float(loss.detach())
+            logs[name] = loss.detach()  # a device tensor: the loop reads it once per epoch
             weighted.append(weight * loss)
     grads = torch.autograd.grad(
         torch.stack(weighted).sum(), [m.weight for m in modules]

@@ -29,12 +29,12 @@ class ResidualAnchor:
         with torch.no_grad():
             self.originals = [self._residual(batch) for batch in batches]  # (tokens, d) each
 
-    def step(self, index: int, parameters: Sequence[nn.Parameter], lr: float) -> float:
+    def step(self, index: int, parameters: Sequence[nn.Parameter], lr: float) -> torch.Tensor:
         """One SGD step of learning rate `lr` on retain batch `index`; returns the loss before it."""
         loss = residual_distance(self._residual(self.batches[index]), self.originals[index])
         loss.backward()
         sgd_step(parameters, lr)
-        return float(loss.detach())
+        return loss.detach()
 
     def _residual(self, batch: Batch) -> torch.Tensor:
         return kept_outputs(self.model, batch, self.block, self.layer)[0]

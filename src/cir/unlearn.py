@@ -157,7 +157,7 @@ class _Loop:
                         leave=False,
                     ):
                         for key, value in self.method.step(index, index % retain_count, epoch).items():
-                            sums[key] = sums.get(key, 0.0) + value / forget_count
+                            sums[key] = sums.get(key, 0.0) + value / forget_count  # stays on the device
                         if interrupted.is_set():
                             break
                     sums.update(self.method.end_epoch(epoch))
@@ -167,7 +167,8 @@ class _Loop:
                 with self.clock:
                     disruption = self.probe.disruption()
                 metrics = self.probe.measure_facts() | disruption
-                self.history.append({"epoch": epoch + 1, **sums, **metrics, "seconds": self.clock.seconds})
+                logs = {key: float(value) for key, value in sums.items()}  # one host copy per epoch
+                self.history.append({"epoch": epoch + 1, **logs, **metrics, "seconds": self.clock.seconds})
                 if self.on_epoch is not None:
                     self.on_epoch(self.history[-1], self.snapshot.parameters)
                 if not self.budget.within(disruption[config.budget_metric]):

@@ -152,3 +152,17 @@ def test_soft_collapse_removes_the_mean_and_shrinks_the_components(arch):
         # each PC direction: the plain gradient's component times its keep-weight (shrunk, not removed)
         torch.testing.assert_close(along[:, 1:], -0.05 / norm * (grad @ act.basis.T)[:, 1:] * keep[1:])
         assert along[:, 1:].abs().amax(0).min() > 0
+
+
+def test_bfloat16_model_gets_finite_fp32_collapsed_updates():
+    model, batches, method = setup_cir("llama", k_act=3, k_grad=2, step_norm=0.05)
+    model.to(torch.bfloat16)
+    for index in range(len(batches)):
+        method.step(index, index, epoch=0)
+    method.end_epoch(0)
+    assert all(basis.dtype == torch.float32 for pair in method.collapse_bases for basis in pair)
+    before = [m.weight.detach().clone() for m in method.modules]
+    logs = method.step(0, 0, epoch=1)
+    assert all(m.weight.dtype == torch.bfloat16 for m in method.modules)
+    assert logs["update_norm"] > 0 and torch.isfinite(logs["update_norm"])
+    assert any(not torch.equal(m.weight, old) for m, old in zip(method.modules, before))

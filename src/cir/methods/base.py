@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -30,8 +31,12 @@ class Method(Protocol):
     def trained_parameters(self) -> list[nn.Parameter]:
         """The parameters the method updates (snapshotted by the budget, unfrozen by the loop)."""
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
-        """One update on forget batch `forget_index` and retain batch `retain_index`; returns losses."""
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float | torch.Tensor]:
+        """One update on forget batch `forget_index` and retain batch `retain_index`; returns losses.
+
+        Values may be 0-d device tensors: the loop sums them on the device and reads them once per
+        epoch, so a step never waits for the host.
+        """
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Called after each epoch's steps (e.g. to refit the collapse bases); returns extra metrics."""

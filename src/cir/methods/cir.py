@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 from cir.collapse import Collapse, collapsed_weight_grad, fit_collapse
 from cir.config import require
 from cir.data.batches import Batch
-from cir.hooks import forward, kept_outputs, record
+from cir.hooks import forward, kept_outputs, on_kept, record
 from cir.losses import mlp_breaking
 from cir.methods.base import MethodConfig
 from cir.modules import TrainedModule, check_layers, mlp_blocks, select_trained, weight_update
@@ -165,7 +165,7 @@ class CIR:
             return None
         return [(act.basis, grad.basis) for act, grad in self.collapses]
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """Forget step with the collapsed, normalised update, then the retain step (none in epoch 0)."""
         batch = self.forget[forget_index]
         kept = batch.kept_tokens()
@@ -174,16 +174,16 @@ class CIR:
             record([m.module for m in self.modules], inputs=True) as io,
         ):
             forward(self.model, batch, self.last_layer)
-        outputs = [r.outputs[0][kept] for r in block_outputs]  # per layer (tokens, d_model)
+        outputs = [on_kept(r.outputs[0], kept) for r in block_outputs]  # per layer (tokens, d_model)
         loss = mlp_breaking(outputs, self.originals[forget_index], self.norms[forget_index])
         output_grads = torch.autograd.grad(  # per module (batch, seq, d_out)
             loss, [r.outputs[0] for r in io], allow_unused=True, materialize_grads=True
         )
-        inputs = [r.inputs[0][kept] for r in io]  # per module (tokens, d_in)
-        grads = [g[kept] for g in output_grads]  # per module (tokens, d_out)
+        inputs = [on_kept(r.inputs[0], kept) for r in io]  # per module (tokens, d_in)
+        grads = [on_kept(g, kept) for g in output_grads]  # per module (tokens, d_out)
         for index, (x, g) in enumerate(zip(inputs, grads, strict=True)):
             self.vectors.add(index, x, g)
-        logs = {"forget_loss": float(loss.detach())}
+        logs = {"forget_loss": loss.detach()}  # device tensors: the loop reads them once per epoch
         if self.collapses is None:  # epoch 0: statistics only
             return logs
         updates = [

@@ -113,7 +113,7 @@ class CircuitBreakers:
         """mean_l mean_t max(0, cos(h_lt, h0_lt)) on forget batch `forget_index`, attached to the graph."""
         return rerouting(self._residuals(self.forget[forget_index]), self.originals[forget_index])
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """Normalised forget step on the rerouting loss, then the retain step."""
         logs = weighted_step(
             self.modules,

@@ -87,7 +87,7 @@ class GradDiff:
         """-CE(forget batch `forget_index`), attached to the graph: lower means more forgotten."""
         return -forward_cross_entropy(self.model, self.forget[forget_index])
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """One normalised step W <- W - η G / ||G|| with G = ∇_W (-CE_forget + retain_weight CE_retain)."""
         return weighted_step(
             self.modules,

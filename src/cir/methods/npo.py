@@ -100,7 +100,7 @@ class NPO:
         logprob = self._logprob(self.forget[forget_index])  # (batch,)
         return npo(logprob, self.references[forget_index], self.config.beta)
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """One normalised step W <- W - η G / ||G|| with G = ∇_W (NPO + retain_weight CE_retain)."""
         return weighted_step(
             self.modules,

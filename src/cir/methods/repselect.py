@@ -150,7 +150,7 @@ class RepSelect:
         """The weights of the trained MLP modules."""
         return [m.weight for m in self.modules]
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """Add ∇_W (-CE) of forget batch `forget_index` to the epoch's sum (no update here)."""
         try:
             if self.config.adversarial_lora and self.adapter is None:
@@ -166,7 +166,7 @@ class RepSelect:
         else:
             for total, grad in zip(self.gradients, oriented, strict=True):
                 total.add_(grad)
-        return {"forget_loss": float(loss.detach())}
+        return {"forget_loss": loss.detach()}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Unload the adapter, then W <- W - lr G̃ (or η G̃ / ||G̃||) with each module's collapsed sum.

@@ -123,7 +123,7 @@ class RMU:
         hidden = self._residual(self.retain[retain_index])  # (tokens, d)
         return mean_squared(hidden, self.retain_originals[retain_index])
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """One normalised step W <- W - η G / ||G|| with G = ∇_W (forget MSE + alpha retain MSE)."""
         return weighted_step(
             self.modules,

@@ -98,7 +98,7 @@ class SimNPO:
         lengths = target_mask(batch.attention_mask).sum(dim=-1).clamp(min=1)  # (batch,) real target tokens
         return simnpo(logprob, lengths, self.config.beta, self.config.gamma)
 
-    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, float]:
+    def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """One normalised step W <- W - η G / ||G|| with G = ∇_W (SimNPO + retain_weight CE_retain)."""
         return weighted_step(
             self.modules,
