@@ -1,7 +1,7 @@
-"""The Method protocol every unlearning method implements, and the base of their configs.
+"""The Method protocol, the base of method configs, and the little every MLP-training method shares.
 
-No implementation lives here to inherit: methods share pure functions (losses, collapse, hooks,
-optim), not parent-class code.
+That little is the config, the trained weights and an empty epoch end; the real shared work lives
+in pure functions (losses, collapse, hooks, optim), not in parent classes.
 """
 
 from __future__ import annotations
@@ -40,3 +40,20 @@ class Method(Protocol):
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Called after each epoch's steps (e.g. to refit the collapse bases); returns extra metrics."""
+
+
+class MLPMethod:
+    """What every method that trains a list of MLP modules (`self.modules`, set in setup) shares."""
+
+    modules: list[nn.Module]
+
+    def __init__(self, config: MethodConfig) -> None:
+        self.config = config
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The weights of the trained MLP modules."""
+        return [m.weight for m in self.modules]
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Nothing to refresh between epochs (methods that refit something override this)."""
+        return {}

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from cir.collapse import Collapse, collapsed_weight_grad, fit_collapse
@@ -24,7 +23,7 @@ from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import forward, kept_outputs, on_kept, record
 from cir.losses import mlp_breaking
-from cir.methods.base import MethodConfig
+from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import TrainedModule, check_layers, mlp_blocks, select_trained, weight_update
 from cir.optim import normalised_step
 from cir.registry import METHODS, suggest_layers
@@ -128,11 +127,8 @@ def search_space(trial: Trial, components: bool = True) -> dict[str, Any]:
     "MLP breaking with shared directions collapsed out of every update (the paper)",
     search_space=search_space,
 )
-class CIR:
+class CIR(MLPMethod):
     """The CIR method; `mlp_breaking` is the same class with zero components."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the modules and cache the original MLP outputs and retain-layer residual stream.
@@ -153,10 +149,6 @@ class CIR:
         self.anchor = ResidualAnchor(model, retain, self.last_layer)
         self.collapses: list[tuple[Collapse, Collapse]] | None = None
         self.vectors = EpochVectors(self.modules, config)
-
-    def trained_parameters(self) -> list[nn.Parameter]:
-        """The weights of the trained MLP modules."""
-        return [m.weight for m in self.modules]
 
     @property
     def collapse_bases(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:

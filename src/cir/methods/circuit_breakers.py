@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import kept_outputs, layer_outputs
 from cir.losses import rerouting
-from cir.methods.base import MethodConfig
+from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import check_layers, select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS, suggest_layers
@@ -82,11 +81,8 @@ def search_space(trial: Trial) -> dict[str, Any]:
     "reroute forget-token residual streams away from the original",
     search_space=search_space,
 )
-class CircuitBreakers:
+class CircuitBreakers(MLPMethod):
     """Representation rerouting with CIR's normalised forget update and CIR's retain step."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the modules and cache the original residual streams on forget and retain tokens.
@@ -105,10 +101,6 @@ class CircuitBreakers:
             self.originals = [self._residuals(batch) for batch in forget]  # per batch, per layer (tokens, d)
         self.anchor = ResidualAnchor(model, retain, self.last_layer)
 
-    def trained_parameters(self) -> list[nn.Parameter]:
-        """The weights of the trained MLP modules."""
-        return [m.weight for m in self.modules]
-
     def forget_loss(self, forget_index: int) -> torch.Tensor:
         """mean_l mean_t max(0, cos(h_lt, h0_lt)) on forget batch `forget_index`, attached to the graph."""
         return rerouting(self._residuals(self.forget[forget_index]), self.originals[forget_index])
@@ -125,10 +117,6 @@ class CircuitBreakers:
                 retain_index, self.trained_parameters(), self.config.retain_lr
             )
         return logs
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Nothing to refresh between epochs."""
-        return {}
 
     def _residuals(self, batch: Batch) -> list[torch.Tensor]:
         """The residual stream after each forget layer on the batch's kept tokens, (tokens, d) each."""

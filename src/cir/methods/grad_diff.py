@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import forward_cross_entropy
-from cir.methods.base import MethodConfig
+from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS, suggest_layers
@@ -64,11 +63,8 @@ def search_space(trial: Trial) -> dict[str, Any]:
 @METHODS.register(
     "grad_diff", Config, "gradient ascent on forget text, descent on retain text", search_space=search_space
 )
-class GradDiff:
+class GradDiff(MLPMethod):
     """Gradient Difference with CIR's normalised update on the same MLP modules."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the trained modules and freeze every other parameter (nothing else to cache).
@@ -78,10 +74,6 @@ class GradDiff:
         """
         self.model, self.forget, self.retain = model, forget, retain
         self.modules = select_trained(model, self.config.trained_layers, self.config.module_patterns)
-
-    def trained_parameters(self) -> list[nn.Parameter]:
-        """The weights of the trained MLP modules."""
-        return [m.weight for m in self.modules]
 
     def forget_loss(self, forget_index: int) -> torch.Tensor:
         """-CE(forget batch `forget_index`), attached to the graph: lower means more forgotten."""
@@ -101,7 +93,3 @@ class GradDiff:
             ],
             self.config.step_norm,
         )
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Nothing to refresh between epochs."""
-        return {}

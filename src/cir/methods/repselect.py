@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from cir.attacks.lora import Config as LoraConfig
@@ -35,7 +34,7 @@ from cir.collapse import Collapse, project_out
 from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import forward_cross_entropy
-from cir.methods.base import MethodConfig
+from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import freeze_all_but, select_trained, weight_update
 from cir.optim import normalised_step
 from cir.registry import METHODS, suggest_layers
@@ -128,11 +127,8 @@ def search_space(trial: Trial) -> dict[str, Any]:
     "-CE with each epoch's weight gradient collapsed along its top singular directions",
     search_space=search_space,
 )
-class RepSelect:
+class RepSelect(MLPMethod):
     """Gather each epoch's forget gradient in `step`, collapse and apply it in `end_epoch`."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the trained modules and freeze every other parameter (no retain term: the budget bounds it).
@@ -145,10 +141,6 @@ class RepSelect:
         self.gradients: list[torch.Tensor] | None = None  # per module, Σ_batches ∇_W L (d_out, d_in)
         self.adapter: ExitStack | None = None  # holds the adversarial adapter while it is injected
         self.lora_loss = 0.0
-
-    def trained_parameters(self) -> list[nn.Parameter]:
-        """The weights of the trained MLP modules."""
-        return [m.weight for m in self.modules]
 
     def step(self, forget_index: int, retain_index: int, epoch: int) -> dict[str, torch.Tensor]:
         """Add ∇_W (-CE) of forget batch `forget_index` to the epoch's sum (no update here)."""

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import kept_outputs, layer_outputs
 from cir.losses import mean_squared
-from cir.methods.base import MethodConfig
+from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import check_layers, select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS
@@ -82,11 +81,8 @@ def search_space(trial: Trial) -> dict[str, Any]:
     "steer a middle layer's forget activations to a fixed random direction",
     search_space=search_space,
 )
-class RMU:
+class RMU(MLPMethod):
     """RMU with CIR's normalised update on the same MLP modules."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the modules, draw u, and cache c and the original retain residual stream at `layer`.
@@ -109,10 +105,6 @@ class RMU:
         self.steering_coeff = config.steering_scale * float(forget_hidden.float().norm(dim=-1).mean())
         self.direction = random_direction(forget_hidden.shape[-1], config.seed).to(forget_hidden.device)
 
-    def trained_parameters(self) -> list[nn.Parameter]:
-        """The weights of the trained MLP modules."""
-        return [m.weight for m in self.modules]
-
     def forget_loss(self, forget_index: int) -> torch.Tensor:
         """mean_squared(h_l(forget), c u) on forget batch `forget_index`, attached to the graph."""
         hidden = self._residual(self.forget[forget_index])  # (tokens, d)
@@ -133,10 +125,6 @@ class RMU:
             ],
             self.config.step_norm,
         )
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Nothing to refresh between epochs."""
-        return {}
 
     def _residual(self, batch: Batch) -> torch.Tensor:
         """The residual stream after `layer` on the batch's kept tokens, (tokens, d)."""
