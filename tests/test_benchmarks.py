@@ -27,3 +27,16 @@ def test_synthetic_facts_have_paper_like_length():
     batches = module.synthetic_batches(10, 100, 32, "cpu", seed=0)
     lengths = [int(n) for b in batches for n in b.attention_mask.sum(1)]
     assert len(lengths) == 30 and min(lengths) >= 24 and max(lengths) <= 36
+
+
+def test_known_vs_control_counts_facts_known_only_by_the_model(tmp_path):
+    from tiny import write_workspace
+
+    ws = write_workspace(tmp_path)
+    args = ["--model", str(ws.model), "--facts", str(ws.facts)]
+    same = load("known_vs_control").main([*args, "--control", str(ws.model), "--threshold", "0"])
+    assert same["facts"] == 3 and same["model"]["known"] == same["control"]["known"] == 3
+    assert same["known_in_model_not_control"] == 0  # the model is its own control
+    assert 0 <= same["model"]["acc_t0"] <= 1 and same["model"]["acc_t1"] == same["control"]["acc_t1"]
+    none = load("known_vs_control").main([*args, "--control", str(ws.model), "--threshold", "1.01"])
+    assert none["model"]["known"] == 0
