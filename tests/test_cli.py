@@ -3,6 +3,8 @@
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import tiny
 from cir.cli import main
@@ -125,3 +127,21 @@ def test_listing_commands(capsys):
 def test_unknown_preset_lists_presets(workspace, capsys):
     assert main([*unlearn_args(workspace, workspace.root / "x"), "--config", "nope"]) == 2
     assert "paper_llama8b" in capsys.readouterr().err
+
+
+def test_device_map_auto_loads_through_accelerate_and_unlearns_the_same(workspace):
+    # On a CPU-only machine accelerate places every layer on the CPU: the run must match the plain
+    # one exactly, so the device_map path (hf_device_map, no .to()) changes nothing but placement.
+    plain, mapped = workspace.root / "plain", workspace.root / "mapped"
+    assert main(unlearn_args(workspace, plain)) == 0
+    assert main([*unlearn_args(workspace, mapped), "--device-map", "auto"]) == 0
+    weights = [load_file(out / "model.safetensors") for out in (plain, mapped)]
+    original = load_file(workspace.model / "model.safetensors")
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any(not torch.equal(weights[1][k], original[k]) for k in original)
+    metrics = [(out / "metrics.jsonl").read_text().splitlines() for out in (plain, mapped)]
+    drop_time = [
+        [{k: v for k, v in json.loads(line).items() if "second" not in k} for line in m] for m in metrics
+    ]
+    assert drop_time[0] == drop_time[1]

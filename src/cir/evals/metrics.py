@@ -243,7 +243,9 @@ def kl_to_reference(
     """Mean over real tokens of KL(reference || current), in fp32.
 
     KL_t = Σ_v p_ref(v) (log p_ref(v) - log p_cur(v)), averaged over all real tokens of all batches.
-    The bfloat16 reference is renormalised (log-softmax again) so that rounding cannot make KL negative.
+    The bfloat16 reference is renormalised (log-softmax again) so that rounding cannot make KL negative;
+    the rounding leaves a small floor on the unchanged model (4e-5 nats on a tiny random Llama), far
+    below RepSelect's 0.01 budget.
 
     Raises:
         DataError: if `reference` does not match `batches` (count or a batch's shape), or there are no
