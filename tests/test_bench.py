@@ -64,3 +64,20 @@ def test_post_attack_is_best_smoothed_value_of_the_attack(bench_out):
             for i in range(len(values))
         ]
         assert run["v_post_attack"]["answer_prob"] == pytest.approx(max(smoothed))
+
+
+def test_every_v_metric_table_equals_json(bench_out):
+    results = json.loads((bench_out / "results.json").read_text())
+    markdown = (bench_out / "results.md").read_text()
+    for row in results["table"]:
+        section = markdown.split(f"## Budget {100 * row['budget']:g}%")[1].split("##")[0]
+        second_table = section.split("Every V metric")[1]
+        line = next(text for text in second_table.splitlines() if text.startswith(f"| {row['method']} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        for name, cell in zip(("answer_prob", "acc_t1", "acc_t0"), cells, strict=True):
+            values = [float(x) for x in cell.split(" / ")]
+            stages = ("before", "unlearned", "post_attack")
+            assert values == pytest.approx([row[f"{name}_{s}"] for s in stages], abs=5e-4)
+        # the headline metric's columns are the same numbers as the first table's
+        metric = results["config"]["bench"]["metric"]
+        assert row[f"{metric}_post_attack"] == pytest.approx(row["post_attack"])

@@ -32,7 +32,7 @@ from cir.model_io import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_configs
 from cir.plots import bench_plots
 from cir.registry import ATTACKS
-from cir.report import bench_markdown
+from cir.report import STAGES, V_METRICS, bench_markdown
 from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
 
 ABLATIONS = ("cir", "mlp_breaking")  # not baselines: CIR itself and CIR without the collapse
@@ -344,7 +344,10 @@ def summarise(runs: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
         "unlearned": [r["v_unlearned"][metric] for r in runs],
         "post_attack": [r["v_post_attack"][metric] for r in runs],
         "drop": [r["v_before"][metric] - r["v_post_attack"][metric] for r in runs],
-        "acc_t1_post_attack": [r["v_post_attack"]["acc_t1"] for r in runs],
+        # every V metric at every stage (e.g. acc_t0_unlearned), the headline one included
+        **{
+            f"{name}_{stage}": [r[f"v_{stage}"][name] for r in runs] for name in V_METRICS for stage in STAGES
+        },
         "general_loss_change": [100 * (r["general_loss_after"] / r["general_loss_before"] - 1) for r in runs],
         "epochs": [float(r["epochs"]) for r in runs],
         "seconds_per_fact": [r["seconds_per_fact"] for r in runs],
