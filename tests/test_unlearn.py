@@ -1,5 +1,8 @@
 """The shared loop: budget stop returns the last in-budget weights; the model is left whole."""
 
+import os
+import signal
+
 import pytest
 import torch
 
@@ -77,3 +80,26 @@ def test_model_whole_after_exception_inside_a_step(monkeypatch):
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     torch.testing.assert_close(model(**ids).logits, logits, atol=0, rtol=0)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_ctrl_c_stops_after_the_current_step_with_the_last_kept_weights(monkeypatch):
+    # a real SIGINT during the first step of the third epoch: that step finishes, the epoch is
+    # dropped, and the model is the one after epoch 2 (the same as a 2-epoch run)
+    from cir.methods.cir import CIR
+
+    original_step = CIR.step
+
+    def step_then_press(self, forget_index, retain_index, epoch):
+        result = original_step(self, forget_index, retain_index, epoch)
+        if epoch == 2 and forget_index == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    expected = weights(run(max_epochs=2).model)
+    monkeypatch.setattr(CIR, "step", step_then_press)
+    handler = signal.getsignal(signal.SIGINT)
+    stopped = run(max_epochs=5)
+    assert stopped.stop_reason == "interrupted" and stopped.epochs == 2
+    got = weights(stopped.model)
+    assert all(torch.equal(got[n], expected[n]) for n in expected)
+    assert signal.getsignal(signal.SIGINT) is handler  # the loop's handler is gone
