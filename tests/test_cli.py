@@ -141,7 +141,7 @@ def test_device_map_auto_loads_through_accelerate_and_unlearns_the_same(workspac
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert any(not torch.equal(weights[1][k], original[k]) for k in original)
     metrics = [(out / "metrics.jsonl").read_text().splitlines() for out in (plain, mapped)]
-    drop_time = [
+    untimed = [
         [{k: v for k, v in json.loads(line).items() if "second" not in k} for line in m] for m in metrics
     ]
-    assert drop_time[0] == drop_time[1]
+    assert untimed[0] == untimed[1]

@@ -8,7 +8,7 @@ import torch
 
 import cir.methods  # noqa: F401
 import tiny
-from cir.methods.cir import Config
+from cir.methods.cir import CIR, Config
 from cir.modules import decoder_layers
 from cir.unlearn import UnlearnConfig, UnlearnData, unlearn
 
@@ -85,8 +85,6 @@ def test_model_whole_after_exception_inside_a_step(monkeypatch):
 def test_ctrl_c_stops_after_the_current_step_with_the_last_kept_weights(monkeypatch):
     # a real SIGINT during the first step of the third epoch: that step finishes, the epoch is
     # dropped, and the model is the one after epoch 2 (the same as a 2-epoch run)
-    from cir.methods.cir import CIR
-
     original_step = CIR.step
 
     def step_then_press(self, forget_index, retain_index, epoch):
