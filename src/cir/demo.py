@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from cir.data.tokenizer import train_tokenizer
 from cir.data.world import World, WorldConfig, generate_world, load_world, save_world
 from cir.evals.metrics import evaluate_facts, general_loss, question_prompt
 from cir.model_io import atomic_output_dir, load_model, write_json_atomic
-from cir.runtime import seed_everything
+from cir.runtime import cache_root, seed_everything
 
 RECIPE_VERSION = 1  # bump when the training code changes what a config produces
 
@@ -82,14 +81,6 @@ class DemoPaths:
             world / "general_eval.txt",
             model / "build.json",
         )
-
-
-def cache_root(cache_dir: Path | None = None) -> Path:
-    """`cache_dir`, else `$XDG_CACHE_HOME/cir`, else `~/.cache/cir`."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cir"
 
 
 def cache_key(config: DemoConfig) -> str:

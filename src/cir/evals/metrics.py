@@ -41,8 +41,16 @@ class RecallScores:
 
 
 def question_prompt(fact: Fact) -> str:
-    """Return the question-only prompt after which answers and choices are scored (question, then Answer:)."""
+    """Return the question-only prompt: the question, then a line `Answer:`."""
     return f"{fact.question.strip()}\nAnswer:"
+
+
+def answer_context(fact: Fact) -> str:
+    """Return the text after which a fact's answer and choices are scored.
+
+    That is its cloze `prompt` if it has one, else `question_prompt(fact)` (method.md section 7).
+    """
+    return fact.prompt.strip() if fact.prompt is not None else question_prompt(fact)
 
 
 def model_device(model: PreTrainedModel) -> torch.device:
@@ -172,7 +180,7 @@ def answer_recall(
 ) -> RecallScores:
     """Answer probability and recall loss (RepSelect's metric) of each fact's answer text.
 
-    ce_f = -(1/|y|) Σ_j log p(y_j | q_f, y_<j), with q_f = `question_prompt(f)` and y the tokens of
+    ce_f = -(1/|y|) Σ_j log p(y_j | q_f, y_<j), with q_f = `answer_context(f)` and y the tokens of
     f" {answer_text}"; recall_loss = mean_f ce_f and answer_prob = mean_f exp(-ce_f).
 
     Raises:
@@ -182,7 +190,7 @@ def answer_recall(
     """
     if not facts:
         raise DataError("answer_recall: no facts to score")
-    contexts = [question_prompt(fact) for fact in facts]
+    contexts = [answer_context(fact) for fact in facts]
     answers = [f" {fact.answer_text}" for fact in facts]
     logprobs = continuation_logprobs(model, tokenizer, contexts, answers, batch_size, padding_side)
     losses = [-float(row.mean()) for row in logprobs]
