@@ -6,7 +6,16 @@ from typing import Literal, Optional
 
 import pytest
 
-from cir.config import from_dict, load_yaml, merge, parse_overrides, split_sections, to_dict
+from cir.config import (
+    SECTIONS,
+    from_dict,
+    load_yaml,
+    merge,
+    parse_overrides,
+    split_overrides,
+    split_sections,
+    to_dict,
+)
 from cir.errors import ConfigError
 
 
@@ -172,14 +181,34 @@ def test_load_yaml_errors_name_the_file(tmp_path):
         load_yaml(listing)
 
 
-def test_split_sections():
-    data = {"unlearn": {"lr": 1}, "attack": {"epochs": 2}}
-    assert split_sections(data, ["unlearn", "attack", "eval"], "run.yaml") == {
+def test_split_sections_returns_the_used_ones_and_ignores_the_other_known_ones():
+    data = {"unlearn": {"lr": 1}, "attack": {"epochs": 2}, "bench": {"seeds": "not checked here"}}
+    assert split_sections(data, ["unlearn", "attack", "method"], "run.yaml") == {
         "unlearn": {"lr": 1},
         "attack": {"epochs": 2},
-        "eval": {},
+        "method": {},
     }
-    with pytest.raises(ConfigError, match=r"run\.yaml: unknown key 'atack' \(did you mean 'attack'\?\)"):
-        split_sections({"atack": {}}, ["unlearn", "attack"], "run.yaml")
-    with pytest.raises(ConfigError, match="section 'unlearn' must be a mapping"):
-        split_sections({"unlearn": 3}, ["unlearn"], "run.yaml")
+    assert split_sections(data, ["attack"], "run.yaml") == {"attack": {"epochs": 2}}
+    assert set(SECTIONS) == {"unlearn", "method", "methods", "attack", "bench"}
+
+
+def test_split_sections_rejects_unknown_sections_with_a_did_you_mean():
+    with pytest.raises(ConfigError, match=r"run\.yaml: unknown section 'atack' \(did you mean 'attack'\?\)"):
+        split_sections({"atack": {}}, ["unlearn"], "run.yaml")
+    with pytest.raises(ConfigError, match=r"section 'eval' \(known: unlearn, method, methods"):
+        split_sections({"eval": {}}, ["unlearn"], "run.yaml")
+    # a known section that is not a mapping is an error even for a command that does not read it
+    with pytest.raises(ConfigError, match="section 'bench' must be a mapping, got int"):
+        split_sections({"bench": 3}, ["unlearn"], "run.yaml")
+
+
+def test_split_overrides_takes_section_keys_from_anywhere_on_the_line():
+    argv = ["bench", "--budget", "0.01", "methods.cir.k_act=8", "--facts", "a=b.jsonl", "bench=x", "x.y=1"]
+    assert split_overrides(argv) == (
+        ["bench", "--budget", "0.01", "--facts", "a=b.jsonl", "x.y=1"],
+        ["methods.cir.k_act=8", "bench=x"],
+    )
+    assert split_overrides(["--config=unlearn.yaml", "unlearn.budget=0.1"]) == (
+        ["--config=unlearn.yaml"],
+        ["unlearn.budget=0.1"],
+    )

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +21,9 @@ import yaml
 from cir.errors import ConfigError
 
 T = TypeVar("T")
+
+# Every top-level section of a config file; each command reads the ones it uses and ignores the rest.
+SECTIONS = ("unlearn", "method", "methods", "attack", "bench")
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -111,28 +114,62 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def split_sections(data: Mapping[str, Any], sections: list[str], source: str) -> dict[str, dict[str, Any]]:
-    """Split a top-level config into its named sections (each a mapping), rejecting unknown ones.
+    """Check the top-level sections of a config and return the ones a command uses.
+
+    Every top-level key must be one of `SECTIONS` and hold a mapping; the known sections not in
+    `sections` are ignored, so one experiment file serves every command.
+
+    Args:
+        data: the whole config (file and overrides merged).
+        sections: the sections the command reads, each one of `SECTIONS`.
+        source: where the config came from, for the messages.
+
+    Returns:
+        Each of `sections` as a mapping (empty when absent).
 
     Raises:
-        ConfigError: if a section is unknown or not a mapping.
+        ConfigError: naming each unknown section (with a did-you-mean) and each that is not a mapping.
     """
-    errors = [_unknown(key, sections, source) for key in data if key not in sections]
-    result: dict[str, dict[str, Any]] = {}
-    for name in sections:
-        value = data.get(name, {})
-        if not isinstance(value, Mapping):
-            errors.append(f"{source}: section {name!r} must be a mapping, got {type(value).__name__}")
-        else:
-            result[name] = dict(value)
+    assert set(sections) <= set(SECTIONS), f"{sections} are not all in SECTIONS"
+    errors = [_unknown(key, SECTIONS, source, "section") for key in data if key not in SECTIONS]
+    errors += [
+        f"{source}: section {key!r} must be a mapping, got {type(value).__name__}"
+        for key, value in data.items()
+        if key in SECTIONS and not isinstance(value, Mapping)
+    ]
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
-    return result
+    return {name: dict(data.get(name, {})) for name in sections}
 
 
-def _unknown(key: str, known: typing.Iterable[str], source: str) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"{source}: unknown key {key!r}{hint}"
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split a command line into everything else and its overrides, keeping their order.
+
+    An override is a token `key=value` whose key's first dotted part is one of `SECTIONS`
+    (`methods.cir.k_act=8`): taken out before argument parsing, it stays an override wherever it
+    stands, even after an option that takes a list.
+
+    Returns:
+        (the other tokens, the overrides).
+    """
+    rest: list[str] = []
+    overrides: list[str] = []
+    for token in argv:
+        key, sep, _ = token.partition("=")
+        is_override = bool(sep) and key.split(".")[0] in SECTIONS
+        (overrides if is_override else rest).append(token)
+    return rest, overrides
+
+
+def _unknown(key: str, known: typing.Iterable[str], source: str, kind: str = "key") -> str:
+    """`unknown key 'x' (did you mean 'y'?)`; an unknown section with no close match lists the known."""
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        hint = f" (did you mean {close[0]!r}?)"
+    else:
+        hint = f" (known: {', '.join(known)})" if kind == "section" else ""
+    return f"{source}: unknown {kind} {key!r}{hint}"
 
 
 def _build(cls: type, data: Mapping[str, Any], source: str, errors: list[str]) -> Any:
