@@ -1,13 +1,14 @@
 """The command line end to end on a tiny saved model: outputs, refusals and error messages."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import tiny
-from cir.cli import main
+from cir.cli import main, parse_args
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,87 @@ def test_device_map_auto_loads_through_accelerate_and_unlearns_the_same(workspac
         [{k: v for k, v in json.loads(line).items() if "second" not in k} for line in m] for m in metrics
     ]
     assert untimed[0] == untimed[1]
+
+
+DEMO_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "configs" / "demo_bench.yaml"
+
+# One experiment file with every section: each command reads the sections it uses.
+EXPERIMENT = """\
+unlearn: {max_epochs: 2, batch_size: 2}
+method: {k_act: 1, k_grad: 1}
+methods: {cir: {k_act: 8}}
+attack: {epochs: 1, batch_size: 2}
+bench: {methods: [cir], budgets: [0.01], seeds: 1}
+"""
+
+
+def every_command(files, config, out):
+    """The five commands on `config`, each stopped after its config checks by a reason of its own.
+
+    Returns (command line, the error the command ends with once its config is accepted).
+    """
+    model, common = ("--model", str(files.model)), ("--config", str(config), "--out", str(out))
+    return [
+        (["unlearn", *model, "--forget", str(files.train), *common], "already exists"),
+        (attack_args(files, files.train, files.eval, out, "--config", str(config)), "already exists"),
+        (["run", *model, "--train", str(files.train), "--eval", str(files.eval), *common], "already exists"),
+        (["bench", *model, *common], "already exists"),
+        (
+            ["tune", "--method", "cir", "--trials", "0", *model, "--config", str(config)],
+            "trials must be >= 1",
+        ),
+    ]
+
+
+def test_overrides_after_list_options_are_overrides(workspace, capsys):
+    out = workspace.root / "exists"
+    out.mkdir(exist_ok=True)
+    line = ["bench", "--config", str(DEMO_BENCH), "--seeds", "1", "--budget", "0.01", "methods.cir.k_act=8"]
+    args = parse_args([*line, "--out", str(out)])
+    assert args.budget == [0.01] and args.seeds == 1 and args.overrides == ["methods.cir.k_act=8"]
+    # the whole config is accepted: the command stops only at the existing output folder
+    assert main([*line, "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    # and the override reaches methods.cir: a bad value there is named
+    bad = ["bench", "--methods", "cir", "methods.cir.k_act=many", "--budget", "0.01", "--out", str(out)]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "methods.cir: method: k_act" in err and "already exists" not in err
+
+
+def test_overrides_are_refused_by_commands_without_a_config():
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["eval", "unlearn.budget=0.1"])
+    assert exit_info.value.code == 2
+
+
+def test_one_experiment_file_is_accepted_by_every_command(workspace, capsys):
+    config, out = workspace.root / "experiment.yaml", workspace.root / "taken"
+    config.write_text(EXPERIMENT)
+    out.mkdir(exist_ok=True)
+    for line, reason in every_command(workspace, config, out):
+        assert main(line) == 2, line[0]
+        err = capsys.readouterr().err
+        assert reason in err and "invalid config" not in err, (line[0], err)
+
+
+def test_a_typo_in_a_section_name_is_an_error_with_a_did_you_mean(workspace, capsys):
+    config = workspace.root / "typo-section.yaml"
+    config.write_text(EXPERIMENT + "atack: {epochs: 3}\n")
+    for line, _ in every_command(workspace, config, workspace.root / "never"):
+        assert main(line) == 2, line[0]
+        assert "unknown section 'atack' (did you mean 'attack'?)" in capsys.readouterr().err, line[0]
+
+
+def test_a_bad_key_in_a_used_section_is_named(workspace, capsys):
+    config = workspace.root / "typo-key.yaml"
+    config.write_text(EXPERIMENT.replace("epochs: 1", "epochz: 1").replace("k_act: 1", "k_act: many"))
+    out = workspace.root / "never"
+    commands = {line[0]: line for line, _ in every_command(workspace, config, out)}
+    assert main(commands["attack"]) == 2
+    err = capsys.readouterr().err
+    assert "attack: unknown key 'epochz' (did you mean 'epochs'?)" in err and "k_act" not in err
+    assert main(commands["unlearn"]) == 2
+    err = capsys.readouterr().err
+    assert "method: k_act: expected int, got 'many'" in err and "epochz" not in err
+    assert not out.exists()

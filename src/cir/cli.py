@@ -15,7 +15,7 @@ from transformers.utils import logging as transformers_logging
 import cir.attacks
 import cir.methods  # noqa: F401  (registers the methods)
 from cir.bench import run_bench
-from cir.config import merge
+from cir.config import merge, split_overrides
 from cir.data.batches import make_batches
 from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
@@ -30,8 +30,7 @@ from cir.tune import load_tuned, tune, tune_all
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 130 for Ctrl-C)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     # Loading a small model is instant; transformers' per-tensor bars would only clutter our own.
     transformers_logging.disable_progress_bar()
     try:
@@ -43,6 +42,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cir: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line whose `section.key=value` overrides may stand anywhere on it.
+
+    The overrides are taken out first (`split_overrides`), so an option taking a list (`--budget
+    0.01`) cannot swallow them; they go to `args.overrides`, ahead of any other positional ones.
+    """
+    parser = build_parser()
+    rest, overrides = split_overrides(argv)
+    args = parser.parse_args(rest)
+    if not hasattr(args, "overrides"):
+        if overrides:
+            parser.error(f"`cir {args.command}` takes no key=value overrides, got {overrides[0]!r}")
+        return args
+    args.overrides = [*overrides, *args.overrides]
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
