@@ -15,10 +15,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from cir.attacks.base import AttackConfig, AttackResult
 from cir.config import from_dict, load_yaml, merge, parse_overrides, split_sections, to_dict
 from cir.data.facts import Fact, fact_sentences, load_facts, load_texts
-from cir.demo import DemoPaths, build_demo, world_of
+from cir.demo import DemoPaths, build_demo
 from cir.errors import ConfigError
+from cir.fact_sets import FactSetPaths, fact_sets_for
 from cir.methods.base import MethodConfig
 from cir.model_io import atomic_output_dir, check_output_dir, load_model, write_json_atomic
+from cir.pretrained import BUILTIN_MODELS
 from cir.registry import ATTACKS, METHODS
 from cir.report import table
 from cir.runtime import peak_memory_bytes
@@ -31,9 +33,12 @@ RUN_SECTIONS = ["unlearn", "method", "attack"]
 
 @dataclass
 class Inputs:
-    """What to run on. With no model, the embedded demo model and its world fill every gap."""
+    """What to run on. With no model, the embedded demo model and its world fill every gap.
 
-    model: str | None = None  # local folder or hub id; None = the demo model (built on first use)
+    A built-in model (`smollm2-135m`) likewise brings its own fact sets and prose (`cir.fact_sets`).
+    """
+
+    model: str | None = None  # folder, hub id, .gguf or built-in name; None = the demo model
     forget: list[Path] = field(default_factory=list)  # fact files to forget; demo: its forget facts (T + V)
     train: Path | None = None  # T facts the attack trains on (a run forgets T + V); demo: its T split
     eval: Path | None = None  # V facts the attack is scored on; demo: its V split
@@ -54,7 +59,7 @@ class Loaded:
     tokenizer: PreTrainedTokenizerBase
     data: UnlearnData
     source: Path | None  # the input model folder, never to be overwritten
-    demo: DemoPaths | None
+    demo: DemoPaths | FactSetPaths | None  # the world that filled the gaps, if any
 
 
 def config_source(config: str | Path | None) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def attack_config(name: str, sections: dict[str, dict[str, Any]], source: str = 
     return from_dict(ATTACKS.get(name).config_class, sections["attack"], f"{source}: attack")
 
 
-def attack_facts(inputs: Inputs, demo: DemoPaths | None) -> tuple[list[Fact], list[Fact]]:
+def attack_facts(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> tuple[list[Fact], list[Fact]]:
     """T and V: the given files, or the demo's split.
 
     Raises:
@@ -116,12 +121,8 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
         ConfigError: if a model is given without forget facts or general text.
         DataError, ModelError: for bad files or models.
     """
-    demo = (
-        build_demo(cache_dir=inputs.cache_dir, progress=progress)
-        if inputs.model is None
-        else built_by_cir(inputs.model)
-    )
-    name = str(demo.model) if demo else inputs.model
+    demo = default_world(inputs, progress)
+    name = str(demo.model) if isinstance(demo, DemoPaths) else inputs.model
     if inputs.train is not None and inputs.eval is not None:  # a run forgets T + V
         inputs = replace(inputs, forget=[inputs.train, inputs.eval])
     if demo is None and (not inputs.forget or inputs.general is None):
@@ -133,9 +134,18 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
     )
     forget = [f for path in inputs.forget for f in load_facts(path)] or demo_forget(demo)
     retain = load_texts(inputs.retain) if inputs.retain else demo_retain(demo, inputs)
-    general = load_texts(inputs.general) if inputs.general else world_of(demo).general_eval
+    general = load_texts(inputs.general or demo.general_eval)  # type: ignore[union-attr]
     source = Path(name) if Path(name).is_dir() else None
     return Loaded(model, tokenizer, UnlearnData(forget, retain, general), source, demo)
+
+
+def default_world(inputs: Inputs, progress: bool = True) -> DemoPaths | FactSetPaths | None:
+    """The world that fills missing inputs: the demo's, a built-in model's fact sets, or None."""
+    if inputs.model is None:
+        return build_demo(cache_dir=inputs.cache_dir, progress=progress)
+    if inputs.model in BUILTIN_MODELS:
+        return fact_sets_for(inputs.model, inputs.cache_dir, device=inputs.device)
+    return built_by_cir(inputs.model)
 
 
 def built_by_cir(model: str) -> DemoPaths | None:
@@ -148,23 +158,22 @@ def built_by_cir(model: str) -> DemoPaths | None:
     return paths if paths.report.is_file() and paths.retain.is_file() else None
 
 
-def demo_forget(demo: DemoPaths | None) -> list[Fact]:
-    """All forget facts of the demo world (T then V)."""
+def demo_forget(demo: DemoPaths | FactSetPaths | None) -> list[Fact]:
+    """All forget facts of the default world (T then V)."""
     assert demo is not None  # load_inputs checked: no forget files only with the demo
     return load_facts(demo.forget_train) + load_facts(demo.forget_val)
 
 
-def demo_retain(demo: DemoPaths | None, inputs: Inputs) -> list[str]:
-    """The demo's retain texts: 3 sentences of every retain fact, plus as many general sentences.
+def demo_retain(demo: DemoPaths | FactSetPaths | None, inputs: Inputs) -> list[str]:
+    """The default world's retain texts: 3 sentences of every retain fact, plus as many general texts.
 
     Raises:
-        ConfigError: if there is no demo to take them from.
+        ConfigError: if there is no default world to take them from.
     """
     if demo is None:
         raise ConfigError("with --model, give --retain FILE (texts to keep: .jsonl facts or .txt lines)")
-    world = world_of(demo)
-    retain = fact_sentences(world.retain, 3)
-    return retain + world.general_train[: len(retain)]
+    retain = fact_sentences(load_facts(demo.retain), 3)
+    return retain + load_texts(demo.general_train)[: len(retain)]
 
 
 def run_unlearn(

