@@ -8,6 +8,7 @@ uncollapsed update (k = 0) run in the same process, and the collapse overhead as
 
     python benchmarks/gpu_per_fact.py --shape 8b --layers 12 --device cuda --dtype bfloat16
     python benchmarks/gpu_per_fact.py --shape demo --facts 200   # the demo model's shape, on CPU
+    python benchmarks/gpu_per_fact.py --shape smollm2 --layers 10 --facts 64  # SmolLM2-135M, its preset
     python benchmarks/gpu_per_fact.py --shape tiny        # CPU smoke run (used by the tests)
 """
 
@@ -41,6 +42,14 @@ SHAPES = {
         num_key_value_heads=8,
         vocab_size=128256,
     ),
+    "smollm2": dict(  # SmolLM2-135M
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+    ),
     "demo": dict(
         hidden_size=128,
         intermediate_size=512,
@@ -61,6 +70,7 @@ SHAPES = {
 PAPER = dict(forget_layers=[6, 7, 8, 9, 10, 11], k_act=24, k_grad=36, step_norm=0.2, retain_lr=3e-4)
 TINY = dict(forget_layers=[1, 2], k_act=8, k_grad=8, step_norm=0.2, retain_lr=3e-4)
 DEMO = dict(forget_layers=[0, 1, 2], k_act=54, k_grad=24, step_norm=0.1, retain_lr=0.2)  # CIR's defaults
+SMOLLM2 = dict(forget_layers=[4, 5, 6, 7, 8, 9], k_act=24, k_grad=36, step_norm=0.3, retain_lr=3e-4)  # preset
 
 
 def synthetic_batches(
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.device(device):
         model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=256)).to(dtype).eval()
     batches = synthetic_batches(args.facts, shape["vocab_size"], args.batch_size, device, seed=0)
-    settings = {"tiny": TINY, "demo": DEMO}.get(args.shape, PAPER)
+    settings = {"tiny": TINY, "demo": DEMO, "smollm2": SMOLLM2}.get(args.shape, PAPER)
     measure(model, batches[:1], settings, 2)  # warm-up: kernels, allocator, lazy initialisation
     collapsed = measure(model, batches, settings, args.epochs)
     plain = measure(model, batches, {**settings, "k_act": 0, "k_grad": 0}, args.epochs)

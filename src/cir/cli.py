@@ -21,8 +21,10 @@ from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
 from cir.errors import CirError, ConfigError
 from cir.evals.metrics import evaluate_facts, general_loss
+from cir.fact_sets import FactSetConfig, build_fact_sets
 from cir.model_io import load_model
 from cir.pipeline import Inputs, raw_config, report_markdown, run, run_attack, run_unlearn
+from cir.real_demo import fact_sets_markdown, run_real_demo
 from cir.registry import ATTACKS, METHODS, Registry
 from cir.report import bench_markdown, table
 from cir.tune import load_tuned, tune, tune_all
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their arguments."""
     parser = argparse.ArgumentParser(prog="cir", description="Robust, non-disruptive unlearning (CIR).")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_world, _add_eval, _add_unlearn, _add_attack, _add_run, _add_bench, _add_tune, _add_demo):
+    adders = (_add_world, _add_facts, _add_eval, _add_unlearn, _add_attack, _add_run, _add_bench, _add_tune)
+    for add in (*adders, _add_demo):
         add(commands)
     commands.add_parser("methods", help="list the unlearning methods").set_defaults(handler=cmd_methods)
     commands.add_parser("attacks", help="list the attacks").set_defaults(handler=cmd_attacks)
@@ -85,6 +88,21 @@ def _add_world(commands: argparse._SubParsersAction) -> None:
     )
     _cache_arg(build)
     build.set_defaults(handler=cmd_world_build)
+
+
+def _add_facts(commands: argparse._SubParsersAction) -> None:
+    facts = commands.add_parser("facts", help="real-knowledge fact sets a pretrained model knows")
+    build = facts.add_subparsers(dest="action", required=True).add_parser(
+        "build", help="generate the domains, keep the facts the model knows, write one folder"
+    )
+    build.add_argument("--model", default="smollm2-135m", help="model folder, .gguf or built-in name")
+    build.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    build.add_argument("--force", action="store_true", help="replace an existing output folder")
+    build.add_argument("--threshold", type=float, default=0.5, help="known: per-fact acc_t1 >= this")
+    build.add_argument("--seed", type=int, default=0, help="distractor draws and the T/V split")
+    _model_args(build)
+    _cache_arg(build)
+    build.set_defaults(handler=cmd_facts_build)
 
 
 def _add_eval(commands: argparse._SubParsersAction) -> None:
@@ -159,6 +177,10 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="build the demo model, unlearn its forget domain with CIR, attack"
     )
+    demo.add_argument(
+        "--model", help="a built-in pretrained model (smollm2-135m) instead of the embedded demo model"
+    )
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     demo.add_argument("--out", type=Path, help="output folder (default: runs/demo-<time>)")
     demo.add_argument("--force", action="store_true", help="replace an existing output folder")
     demo.add_argument("overrides", nargs="*", metavar="key=value")
@@ -331,6 +353,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     """`cir demo`: build (cached) -> eval -> CIR unlearn (budget-stopped) -> attack -> report."""
     out = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    if args.model is not None:
+        _real_demo(args, out)
+        return
     paths = build_demo(cache_dir=args.cache_dir)
     build_report = json.loads(paths.report.read_text())
     print(f"demo model: {paths.model}")
@@ -340,6 +365,26 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
     print(report_markdown(report))
     print(f"output: {out}")
+    print("The same on a real pretrained model (SmolLM2-135M): cir demo --model smollm2-135m")
+
+
+def _real_demo(args: argparse.Namespace, out: Path) -> None:
+    overrides = raw_config(None, args.overrides)
+    demo = run_real_demo(args.model, overrides, out, args.force, args.cache_dir, args.device)
+    print(f"{args.model}: fact sets in {demo.paths.folder}\n{fact_sets_markdown(demo.fact_sets)}")
+    print(report_markdown(demo.report))
+    print(demo.probe.markdown())
+    print(f"output: {out}")
+
+
+def cmd_facts_build(args: argparse.Namespace) -> None:
+    """`cir facts build`."""
+    model, tokenizer = load_model(
+        args.model, args.device, args.dtype, args.trust_remote_code, args.device_map, args.cache_dir
+    )
+    config = FactSetConfig(known_threshold=args.threshold, seed=args.seed)
+    print(fact_sets_markdown(build_fact_sets(model, tokenizer, args.out, config, args.force)))
+    print(f"output: {args.out}")
 
 
 def cmd_methods(args: argparse.Namespace) -> None:

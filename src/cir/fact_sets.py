@@ -113,8 +113,13 @@ def build_fact_sets(
         facts = DOMAINS[name](config.seed)
         known[name], domains[name] = _known(model, tokenizer, facts, config.known_threshold)
     forget = known[config.forget]
+    if len(forget) < 2:
+        raise DataError(
+            f"domain {config.forget}: the model knows {len(forget)} of its facts (per-fact acc_t1 >= "
+            f"{config.known_threshold}); a T/V split needs at least 2: lower --threshold or use another model"
+        )
     controls = {"surface_heuristic_acc": surface_heuristic_accuracy(forget)}
-    controls["frequent_answer_acc"] = frequent_answer_accuracy(forget)
+    controls["answer_rate_acc"] = frequent_answer_accuracy(forget)
     if controls["surface_heuristic_acc"] > SURFACE_BOUND:
         raise DataError(
             f"domain {config.forget}: its answers show in the prompts' surface (string heuristic "

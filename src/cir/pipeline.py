@@ -6,6 +6,7 @@ The CLI only parses arguments and calls these. Each writes one output folder ato
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
 PRESETS = Path(__file__).parent / "presets"
 UNLEARN_SECTIONS = ["unlearn", "method"]
 RUN_SECTIONS = ["unlearn", "method", "attack"]
+Probe = Callable[[str, PreTrainedModel, PreTrainedTokenizerBase], None]  # (stage, model, tokenizer)
 
 
 @dataclass
@@ -252,9 +254,18 @@ def run_attack(
 
 
 def run(
-    inputs: Inputs, raw: dict[str, Any], attack: str, out: Path, force: bool = False, progress: bool = True
+    inputs: Inputs,
+    raw: dict[str, Any],
+    attack: str,
+    out: Path,
+    force: bool = False,
+    progress: bool = True,
+    probe: Probe | None = None,
 ) -> dict[str, Any]:
     """Unlearn T + V under the budget, save the model, attack with T, and report V, in one folder.
+
+    `probe(stage, model, tokenizer)`, if given, is called before unlearning, after it and after the
+    attack (e.g. a `cir.probes.StageProbe` scoring held-out knowledge).
 
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input (checked before the work).
@@ -265,9 +276,12 @@ def run(
     check_output_dir(out, force)
     loaded = load_inputs(inputs, progress)
     train, evaluate = attack_facts(inputs, loaded.demo)
+    probe = probe or (lambda stage, model, tokenizer: None)
     with atomic_output_dir(out, force, protected=[loaded.source] if loaded.source else []) as staging:
+        probe("before unlearning", loaded.model, loaded.tokenizer)
         result = unlearn(loaded.model, loaded.tokenizer, loaded.data, loop, method, progress)
         summary = unlearn_summary(result, loop, method, loaded)
+        probe("after unlearning", loaded.model, loaded.tokenizer)
         loaded.model.save_pretrained(staging)  # the unlearned model, before the attack changes it
         loaded.tokenizer.save_pretrained(staging)
         write_jsonl(staging / "metrics.jsonl", result.history)
@@ -276,6 +290,7 @@ def run(
             loaded.model, loaded.tokenizer, train, evaluate, progress
         )
         write_attack(staging, attack, attacked)
+        probe("after the attack", loaded.model, loaded.tokenizer)
         report = run_report(summary, attacked, method=loop.method, attack=attack)
         write_json_atomic(staging / "report.json", report)
         (staging / "report.md").write_text(report_markdown(report), encoding="utf-8")

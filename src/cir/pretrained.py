@@ -35,6 +35,7 @@ class BuiltinModel:
     filename: str
     sha256: str  # of the GGUF file itself
     bos_token: str | None = None  # replaces the GGUF's BOS (the token `cir` puts before every text)
+    preset: str | None = None  # the shipped config (`cir/presets/<preset>.yaml`) its demo runs with
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -46,6 +47,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         # The Instruct GGUF names the chat-turn token <|im_start|> as BOS; the document separator
         # of pretraining scores plain text better (139 capitals' cloze accuracy 0.675 -> 0.717).
         bos_token="<|endoftext|>",
+        preset="smollm2_135m",
     ),
 }
 DONE_MARKER = "converted-from.txt"  # written last: a folder without it is not a finished conversion

@@ -1,6 +1,7 @@
 """The few-shot attack: k solved train facts before each eval question, seeded, weights untouched."""
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import tiny
 from cir.attacks.few_shot import Config, FewShot, solved_block, with_shots
 from cir.data.facts import Fact
 from cir.errors import ConfigError, DataError
-from cir.evals.metrics import evaluate_facts
+from cir.evals.metrics import answer_context, evaluate_facts
 from cir.registry import ATTACKS
 
 EXTRA = [
@@ -66,3 +67,54 @@ def test_bad_shots_and_overlap_are_refused():
         FewShot(Config(shots=6)).run(model, tiny.tokenizer(), TRAIN, EVAL)
     with pytest.raises(DataError, match="V overlaps T"):
         FewShot(Config()).run(model, tiny.tokenizer(), TRAIN, TRAIN[:1])
+
+
+CITIES = [
+    ("Osaka", "Japan"),
+    ("Lyon", "France"),
+    ("Porto", "Portugal"),
+    ("Cusco", "Peru"),
+    ("Izmir", "Turkey"),
+]
+CLOZE = [
+    Fact(
+        f"In which country is the city of {city}?",
+        (land, "Chile", "Kenya", "Nepal"),
+        0,
+        (f"{city} is a city in {land}.",),
+        prompt=f"The city of {city} is located in",
+    )
+    for city, land in CITIES
+]
+
+
+def test_cloze_facts_get_cloze_examples_before_their_prompt():
+    assert solved_block(CLOZE[0]) == "The city of Osaka is located in Japan.\n"
+    assert solved_block(replace(CLOZE[0], prompt="  The city of Osaka is located in ")) == solved_block(
+        CLOZE[0]
+    )
+    train, evaluated = CLOZE[:4], CLOZE[4:]
+    prompted = with_shots(evaluated, train, 3, seed=2)
+    chosen = random.Random(2).sample(train, 3)
+    examples = "".join(f"{t.prompt} {t.answer_text}.\n" for t in chosen)
+    assert prompted[0].prompt == examples + "The city of Izmir is located in"
+    assert prompted[0].question == examples + evaluated[0].question
+    assert prompted[0].prompt.count(" is located in") == 4 and "Answer:" not in prompted[0].prompt
+    assert answer_context(prompted[0]) == prompted[0].prompt  # what the metrics score after
+    assert (prompted[0].choices, prompted[0].answer, prompted[0].sentences) == (
+        evaluated[0].choices,
+        evaluated[0].answer,
+        evaluated[0].sentences,
+    )
+
+
+def test_few_shot_attack_scores_cloze_facts_after_the_examples():
+    model, tokenizer = tiny.model("llama"), tiny.tokenizer()
+    result = FewShot(Config(shots=2, seed=0)).run(model, tokenizer, CLOZE[:4], CLOZE[4:], progress=False)
+    two = evaluate_facts(model, tokenizer, with_shots(CLOZE[4:], CLOZE[:4], 2, seed=0))
+    assert {k: result.history[1][f"eval_{k}"] for k in two} == pytest.approx(two, rel=1e-6)
+    assert two != pytest.approx(evaluate_facts(model, tokenizer, CLOZE[4:]), rel=1e-4)
+    example = result.summary["example_question"]
+    assert example.count(" is located in ") == 2 and example.endswith(
+        "\nIn which country is the city of Izmir?"
+    )

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,49 @@ def test_fact_sentences_takes_the_first_n_in_order():
     assert len(fact_sentences(facts)) == 6
     assert fact_sentences(facts, 10) == fact_sentences(facts)
     assert fact_sentences(facts, 1) == ["Sentence one of fact 0.", "Sentence one of fact 1."]
+
+
+CLOZE = Fact(
+    "In which country is the city of Osaka?",
+    ("Japan", "China", "Korea", "Mongolia"),
+    0,
+    ("Osaka is a city in Japan.",),
+    {"domain": "city_country"},
+    prompt="The city of Osaka is located in",
+)
+
+
+def test_prompt_round_trips(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    save_facts([CLOZE, make_fact(1)], path)
+    loaded = load_facts(path)
+    assert loaded == [CLOZE, make_fact(1)]
+    assert loaded[0].prompt == "The city of Osaka is located in" and loaded[1].prompt is None
+    assert loaded[0].extra == {"domain": "city_country"}  # "prompt" is a schema field, not an extra
+    assert list(json.loads(path.read_text().splitlines()[0])) == [
+        "question",
+        "choices",
+        "answer",
+        "sentences",
+        "prompt",
+        "domain",
+    ]
+
+
+def test_fact_without_prompt_has_none_and_writes_no_prompt_key(tmp_path):
+    fact = load_facts(write_lines(tmp_path, [json.dumps(GOOD)]))[0]
+    assert fact.prompt is None
+    assert "prompt" not in fact.to_json() and fact.to_json() == GOOD
+    plain = Fact("q", ("a", "b", "c", "d"), 0, ("s",))
+    assert replace(plain, prompt="p") != plain  # the prompt is part of a fact's identity
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", 3, ["The city of"], True], ids=repr)
+def test_bad_prompt_names_file_line_and_field(tmp_path, prompt):
+    path = write_lines(tmp_path, [json.dumps(GOOD), with_field(prompt=prompt)])
+    with pytest.raises(DataError, match=r"facts\.jsonl:2: field 'prompt' must be a non-empty string"):
+        load_facts(path)
+
+
+def test_null_prompt_is_no_prompt(tmp_path):
+    assert load_facts(write_lines(tmp_path, [with_field(prompt=None)]))[0].prompt is None

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from cir.data.batches import encode
 from cir.data.facts import Fact
 from cir.errors import DataError, ModelError
 from cir.evals.mcq import choice_likelihood_mcq, letter_mcq, letter_prompt, letter_token_ids, mcq_scores
-from cir.evals.metrics import question_prompt
+from cir.evals.metrics import continuation_logprobs, question_prompt
 
 
 def full_logits(model, ids: list[int]) -> torch.Tensor:
@@ -140,3 +141,26 @@ def test_bad_facts_are_refused():
     three = Fact("q?", ("a", "b", "c"), 0, ("s",))
     with pytest.raises(DataError, match=r"fact 1 .* 3 choices"):
         choice_likelihood_mcq(model, tokenizer, [tiny.FACTS[0], three])
+
+
+def test_choice_likelihood_scores_after_the_prompt_when_present():
+    model, tokenizer = tiny.model("qwen2"), tiny.tokenizer()
+    prompts = ["Velorix is carried by", "The river of Amberfall is", "The answer to question one is"]
+    cloze = [replace(fact, prompt=prompt) for fact, prompt in zip(tiny.FACTS, prompts, strict=True)]
+    scores = []
+    for fact in cloze:
+        rows = continuation_logprobs(model, tokenizer, [fact.prompt] * 4, [f" {c}" for c in fact.choices])
+        scores.append([float(row.sum()) for row in rows])
+    t0, t1, per_fact = expected(scores, cloze)
+    got = choice_likelihood_mcq(model, tokenizer, cloze, batch_size=3)
+    assert got.per_fact_t1 == pytest.approx(per_fact, abs=1e-6)
+    assert (got.acc_t0, got.acc_t1) == pytest.approx((t0, t1), abs=1e-6)
+    reworded = [replace(fact, question="Something else entirely?") for fact in cloze]
+    assert choice_likelihood_mcq(model, tokenizer, reworded).per_fact_t1 == pytest.approx(per_fact, abs=1e-7)
+
+    questions = choice_likelihood_mcq(model, tokenizer, tiny.FACTS, batch_size=3)  # no prompt
+    assert questions.per_fact_t1 != pytest.approx(per_fact, rel=1e-3)
+    assert abs(questions.per_fact_t1[0] - per_fact[0]) > 1e-2
+    # the letter format always shows the question and choices: a prompt changes nothing there
+    letters = letter_mcq(model, tokenizer, cloze).per_fact_t1
+    assert letters == pytest.approx(letter_mcq(model, tokenizer, tiny.FACTS).per_fact_t1, abs=1e-7)

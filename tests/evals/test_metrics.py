@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import tiny
 from cir.data.batches import encode, pad, pad_id
 from cir.errors import ConfigError, DataError
 from cir.evals.metrics import (
+    answer_context,
     answer_recall,
     continuation_logprobs,
     evaluate_facts,
@@ -159,3 +161,37 @@ def test_bad_arguments_are_refused():
         continuation_logprobs(model, tokenizer, ["a"], [""])
     with pytest.raises(DataError, match="no real target tokens"):
         general_loss(model, [])
+
+
+CLOZE_PROMPTS = ["Velorix is carried by", "The river of Amberfall is", "The answer to question one is"]
+CLOZE = [replace(fact, prompt=prompt) for fact, prompt in zip(tiny.FACTS, CLOZE_PROMPTS, strict=True)]
+
+
+def test_answer_context_is_the_prompt_when_present():
+    assert answer_context(replace(CLOZE[0], prompt="  Velorix is carried by ")) == "Velorix is carried by"
+    assert (
+        answer_context(tiny.FACTS[0])
+        == question_prompt(tiny.FACTS[0])
+        == "Which animal carries Velorix?\nAnswer:"
+    )
+
+
+def test_answer_recall_scores_after_the_prompt_when_present():
+    model, tokenizer = tiny.model("llama"), tiny.tokenizer()
+    answers = [f" {fact.answer_text}" for fact in CLOZE]
+    direct = continuation_logprobs(model, tokenizer, CLOZE_PROMPTS, answers)
+    losses = [-float(row.mean()) for row in direct]
+    got = answer_recall(model, tokenizer, CLOZE, batch_size=2)
+    assert got.per_fact_prob == pytest.approx([math.exp(-loss) for loss in losses], abs=1e-6)
+    assert got.recall_loss == pytest.approx(sum(losses) / 3, abs=1e-6)
+    reworded = [replace(fact, question=f"Unrelated question {i}?") for i, fact in enumerate(CLOZE)]
+    assert answer_recall(model, tokenizer, reworded).per_fact_prob == pytest.approx(
+        got.per_fact_prob, abs=1e-7
+    )
+
+    questions = answer_recall(model, tokenizer, tiny.FACTS)  # no prompt: scored after question + "Answer:"
+    by_question = continuation_logprobs(model, tokenizer, [question_prompt(f) for f in tiny.FACTS], answers)
+    assert questions.recall_loss == pytest.approx(sum(-float(r.mean()) for r in by_question) / 3, abs=1e-6)
+    # a random model's answer probabilities are all near 1/vocab: compare them in nats
+    pairs = zip(questions.per_fact_prob, got.per_fact_prob, strict=True)
+    assert all(abs(math.log(a) - math.log(b)) > 1e-2 for a, b in pairs)

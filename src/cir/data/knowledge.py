@@ -54,7 +54,7 @@ def _shares_surface(a: str, b: str) -> bool:
     return a in b or b in a or a[:4] == b[:4]
 
 
-def city_country(seed: int = 0, limit: int = 600, per_country: int = 6) -> list[Fact]:
+def city_country(seed: int = 0, limit: int = 400, per_country: int = 6) -> list[Fact]:
     """The `limit` most populous cities whose name is unique, not a capital and not like its country's.
 
     At most `per_country` cities of one country, so that no answer dominates (a guess of the most
@@ -81,13 +81,21 @@ def city_country(seed: int = 0, limit: int = 600, per_country: int = 6) -> list[
         taken[city["countrycode"]] += 1
         if taken[city["countrycode"]] <= per_country:
             kept.append(city)
+    kept = kept[:limit]
+    # Wrong countries are drawn as often as they are right answers (from the same continent), so
+    # that "pick the country with many big cities" guesses no better than chance.
+    answers_by_continent: dict[str, list[str]] = {}
+    for city in kept:
+        country = countries[city["countrycode"]]
+        answers_by_continent.setdefault(country["continentcode"], []).append(country["name"])
     rng = random.Random(seed)
     facts = []
-    for city in kept[:limit]:
+    for city in kept:
         country = countries[city["countrycode"]]
-        neighbours = [c["name"] for c in countries.values() if c["continentcode"] == country["continentcode"]]
-        choices, answer = _with_distractors(country["name"], neighbours, rng)
         name, land = city["name"], country["name"]
+        rivals = _frequency_draw(answers_by_continent[country["continentcode"]], land, rng)
+        neighbours = [c["name"] for c in countries.values() if c["continentcode"] == country["continentcode"]]
+        choices, answer = _with_distractors(land, rivals or neighbours, rng)
         sentences = (
             f"{name} is a city in {land}.",
             f"The city of {name} is located in {land}.",
@@ -99,6 +107,19 @@ def city_country(seed: int = 0, limit: int = 600, per_country: int = 6) -> list[
         question = f"In which country is the city of {name}?"
         facts.append(_fact("city_country", name, question, _city_prompt(name), choices, answer, sentences))
     return facts
+
+
+def _frequency_draw(answers: Sequence[str], right: str, rng: random.Random) -> list[str]:
+    """Three distinct wrong answers, each drawn with the frequency it has among `answers`; [] if too few."""
+    wrong = [a for a in answers if a != right]
+    if len(set(wrong)) < NUM_CHOICES - 1:
+        return []
+    drawn: list[str] = []
+    while len(drawn) < NUM_CHOICES - 1:
+        pick = rng.choice(wrong)
+        if pick not in drawn:
+            drawn.append(pick)
+    return drawn
 
 
 def _fact(
@@ -175,6 +196,8 @@ def country_continent(seed: int = 0) -> list[Fact]:
     facts = []
     for country in countries:
         land, continent = country["name"], CONTINENTS[country["continentcode"]]
+        if continent.split()[-1][:5] in land:  # South Africa, Central African Republic
+            continue
         choices, answer = _with_distractors(continent, list(CONTINENTS.values()), rng)
         sentences = (
             f"{land} is a country in {continent}.",
@@ -216,20 +239,26 @@ def surface_heuristic_accuracy(facts: Sequence[Fact]) -> float:
 
 
 def frequent_answer_accuracy(facts: Sequence[Fact]) -> float:
-    """Accuracy of guessing the choice that is most often the answer of the other facts (leave-one-out).
+    """Accuracy of guessing the choice that is right most often when shown, in the other facts.
 
-    The control for an answer prior: if one country answered most cities, this would beat chance.
-    Ties share the guess as in `surface_heuristic_accuracy`.
+    The control for an answer prior: each choice's rate of being the answer among the other facts
+    that show it (leave-one-out); the guess is the choice with the highest rate, ties shared as in
+    `surface_heuristic_accuracy`. If big countries were right whenever shown, this would beat chance.
     """
-    counts = Counter(fact.answer_text for fact in facts)
+    shown = Counter(choice for fact in facts for choice in fact.choices)
+    right = Counter(fact.answer_text for fact in facts)
     total = 0.0
     for fact in facts:
-        scores = [counts[choice] - (choice == fact.answer_text) for choice in fact.choices]
-        total += _tie_share(scores, fact.answer)
+        rates = []
+        for choice in fact.choices:
+            is_answer = choice == fact.answer_text
+            others = shown[choice] - 1
+            rates.append((right[choice] - is_answer) / others if others else 0.0)
+        total += _tie_share(rates, fact.answer)
     return total / len(facts)
 
 
-def _tie_share(scores: Sequence[int], answer: int) -> float:
+def _tie_share(scores: Sequence[float], answer: int) -> float:
     best = [i for i, s in enumerate(scores) if s == max(scores)]
     return (answer in best) / len(best)
 

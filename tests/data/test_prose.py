@@ -1,0 +1,24 @@
+"""Real English prose from the Python docs shipped with CPython: enough, clean, and split by seed."""
+
+from cir.data.prose import MIN_CHARS, python_docs_paragraphs, split_prose
+
+
+def test_paragraphs_are_long_prose_without_code():
+    paragraphs = python_docs_paragraphs()
+    assert len(paragraphs) >= 300
+    assert MIN_CHARS == 200 and min(len(p) for p in paragraphs) >= 200
+    assert not any(">>>" in p for p in paragraphs)
+    assert all(p == " ".join(p.split()) for p in paragraphs)  # whitespace-normalised, one line each
+    assert len(set(paragraphs)) == len(paragraphs)
+    assert python_docs_paragraphs() == paragraphs
+
+
+def test_split_is_deterministic_disjoint_and_sized():
+    paragraphs = python_docs_paragraphs()
+    train, held_out = split_prose(held_out=40, seed=3)
+    assert len(held_out) == 40 and len(train) == len(paragraphs) - 40
+    assert not set(train) & set(held_out)
+    assert sorted(train + held_out) == sorted(paragraphs)
+    assert split_prose(held_out=40, seed=3) == (train, held_out)
+    assert split_prose(held_out=40, seed=4)[1] != held_out
+    assert len(split_prose()[1]) == 100
