@@ -59,7 +59,7 @@ def test_markdown_numbers_equal_json(bench_out):
 def test_post_attack_is_best_smoothed_value_of_the_attack(bench_out):
     results = json.loads((bench_out / "results.json").read_text())
     for run in results["runs"]:
-        values = [h["eval_answer_prob"] for h in run["attack_trajectory"]]
+        values = [point["v"]["answer_prob"] for point in run["attack_trajectory"]]
         smoothed = [
             sum(values[max(0, i - 2) : i + 1]) / len(values[max(0, i - 2) : i + 1])
             for i in range(len(values))

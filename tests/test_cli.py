@@ -44,11 +44,15 @@ def test_unlearn_writes_model_metrics_and_summary(workspace, capsys):
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["epoch"] == 0 and len(metrics) >= 2
+    assert set(metrics[1]) == {"epoch", "train", "facts", "disruption", "seconds"}
+    assert set(metrics[1]["facts"]) == {"acc_t0", "acc_t1", "answer_prob", "recall_loss"}
+    assert "forget_loss" in metrics[1]["train"] and metrics[0]["train"] == {}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["method"]["forget_layers"] == [1]
     assert summary["facts"] == 3 and summary["seconds_per_fact"] > 0
     assert {"stop_reason", "epochs", "peak_memory_bytes", "before", "after"} <= set(summary)
-    assert "forget_answer_prob" in capsys.readouterr().out
+    assert summary["after"] == metrics[summary["epochs"]]
+    assert "answer_prob" in capsys.readouterr().out
     # a second run into the same folder is refused, with the folder and --force named
     assert main(unlearn_args(workspace, out)) == 2
     assert "--force" in capsys.readouterr().err

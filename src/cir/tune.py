@@ -196,12 +196,13 @@ def objective(setup: Setup, method: str, budget: float, seed: int) -> Any:
         (result,) = bench_one(
             setup.loaded, setup.facts, bench, setup.loop, method, config, setup.attack, seed, setup.original
         )
-        if "interrupted" in result["stop_reasons"].values():
+        if "interrupted" in result.stop_reasons.values():
             raise KeyboardInterrupt  # a cut-short trial must not score: Optuna marks it failed
+        recorded = result.to_json()
         for key in TRIAL_ATTRS:
-            trial.set_user_attr(key, result[key])
+            trial.set_user_attr(key, recorded[key])
         trial.set_user_attr("method_config", to_dict(config))
-        return result["v_post_attack"][bench.metric]
+        return result.v_post_attack.metric(bench.metric)
 
     return run
 
