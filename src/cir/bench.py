@@ -247,9 +247,7 @@ def bench_one(
     train, val = split_facts(facts, bench.val_fraction, seed)
     model.load_state_dict(original)
     before = evaluate_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
-    data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
-    config = replace(loop, method=name, budget=max(bench.budgets), seed=seed)
-    result = unlearn(model, tokenizer, data, config, method_config, progress=False, keep_every_epoch=True)
+    result = unlearn_once(loaded, train, val, replace(loop, method=name, seed=seed), method_config, bench)
     runs = []
     for budget in bench.budgets:
         epoch = budget_model(result, budget, original)
@@ -257,6 +255,26 @@ def bench_one(
         runs.append(bench_run(name, seed, budget, before, result, epoch, attack))
     model.load_state_dict(original)
     return runs
+
+
+def unlearn_once(
+    loaded: Loaded,
+    train: list[Fact],
+    val: list[Fact],
+    loop: UnlearnConfig,
+    method_config: MethodConfig,
+    bench: BenchConfig,
+) -> UnlearnResult:
+    """Unlearn T + V from the loaded model once, up to the largest bench budget, monitoring V.
+
+    Every epoch's trained weights are kept, for `budget_model`. The data, its order and the seed are
+    those of `cir unlearn --forget T V` with the same settings, so the trajectory is the same.
+    """
+    data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
+    config = replace(loop, budget=max(bench.budgets))
+    return unlearn(
+        loaded.model, loaded.tokenizer, data, config, method_config, progress=False, keep_every_epoch=True
+    )
 
 
 def budget_model(result: UnlearnResult, budget: float, original: dict[str, torch.Tensor]) -> int:

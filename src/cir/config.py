@@ -41,7 +41,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({' '.join(str(error).split())})") from error
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from error
     if data is None:
         return {}
     if not isinstance(data, dict):

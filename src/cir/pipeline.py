@@ -69,14 +69,14 @@ def config_source(config: str | Path | None) -> dict[str, Any]:
     """Read `--config`: a YAML path or the name of a shipped preset (e.g. `paper_llama8b`).
 
     Raises:
-        ConfigError: if it is neither.
+        ConfigError: if it is neither, or the file cannot be read as a YAML mapping (`load_yaml`).
     """
     if config is None:
         return {}
     path = Path(config)
-    if not path.suffix and (PRESETS / f"{config}.yaml").is_file():
+    if not path.suffix and not path.exists() and (PRESETS / f"{config}.yaml").is_file():
         path = PRESETS / f"{config}.yaml"
-    if not path.is_file():
+    if not path.exists():
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
         raise ConfigError(f"{config}: no such config file or preset (presets: {known})")
     return load_yaml(path)
