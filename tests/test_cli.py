@@ -255,7 +255,7 @@ def bad_inputs(root):
         ("YAML not UTF-8", "latin1.yaml", b"unlearn:\n  budget: 0.01 # caf\xe9\n", "config", ":2: not UTF-8"),
         ("YAML not valid", "broken.yaml", b"unlearn: [budget\n", "config", "not valid YAML"),
         ("directory as config", "config_dir", "dir", "config", "is a directory"),
-        ("unknown section", None, None, "override", "unknown key 'unlern'"),
+        ("unknown section", None, None, "override", "unknown section 'unlern'"),
     ]
 
 

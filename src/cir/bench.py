@@ -28,7 +28,7 @@ from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
 from cir.evals.scores import evaluate_facts
 from cir.methods.base import MethodConfig
-from cir.model_io import atomic_output_dir, check_output_dir, write_json_atomic
+from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_configs
 from cir.plots import bench_plots
 from cir.records import AttackResult, BenchResults, BenchRun, FactScores, TrajectoryPoint

@@ -29,7 +29,8 @@ from cir.data.tokenizer import train_tokenizer
 from cir.data.world import World, WorldConfig, generate_world, load_world, save_world
 from cir.evals.metrics import general_loss, question_prompt
 from cir.evals.scores import evaluate_facts
-from cir.model_io import atomic_output_dir, load_model, write_json_atomic
+from cir.model_io import load_model
+from cir.outputs import atomic_output_dir, write_json_atomic
 from cir.runtime import cache_root, seed_everything
 
 RECIPE_VERSION = 1  # bump when the training code changes what a config produces

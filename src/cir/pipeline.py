@@ -20,7 +20,8 @@ from cir.demo import DemoPaths, build_demo
 from cir.errors import ConfigError
 from cir.fact_sets import FactSetPaths, fact_sets_for
 from cir.methods.base import MethodConfig
-from cir.model_io import atomic_output_dir, check_output_dir, load_model, write_json_atomic
+from cir.model_io import load_model
+from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.pretrained import BUILTIN_MODELS
 from cir.records import AttackResult, RunReport
 from cir.registry import ATTACKS, METHODS

@@ -14,7 +14,7 @@ from typing import Any
 
 from cir.errors import DataError
 from cir.files import read_text
-from cir.model_io import write_json_atomic
+from cir.outputs import write_json_atomic
 from cir.records import BenchResults, BenchRun, RunReport
 
 V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
