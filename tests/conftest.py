@@ -11,6 +11,16 @@ def _deterministic():
     yield
 
 
+def pytest_collection_modifyitems(config, items):
+    # `gpu` tests need CUDA: on a machine without it they are skipped (CI deselects them anyway).
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_sessionfinish(session, exitstatus):
     # Exit code 5 means no test was collected (e.g. a marker expression that deselects everything):
     # CI must fail loudly rather than pass on zero tests.

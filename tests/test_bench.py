@@ -1,13 +1,21 @@
 """`cir bench` on a tiny model: every file written, valid PNGs, Markdown numbers equal the JSON."""
 
 import json
+import math
 import re
+from dataclasses import replace
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import tiny
+from cir.bench import bench_configs, bench_one, budget_model, load_bench, per_method_configs, unlearn_once
 from cir.cli import main
-from cir.report import STAGES, V_METRICS
+from cir.data.facts import save_facts, split_facts
+from cir.pipeline import Inputs
+from cir.registry import ATTACKS, METHODS
+from cir.report import STAGES, V_METRICS, load_bench_results, retable
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -59,7 +67,7 @@ def test_markdown_numbers_equal_json(bench_out):
 def test_post_attack_is_best_smoothed_value_of_the_attack(bench_out):
     results = json.loads((bench_out / "results.json").read_text())
     for run in results["runs"]:
-        values = [h["eval_answer_prob"] for h in run["attack_trajectory"]]
+        values = [point["v"]["answer_prob"] for point in run["attack_trajectory"]]
         smoothed = [
             sum(values[max(0, i - 2) : i + 1]) / len(values[max(0, i - 2) : i + 1])
             for i in range(len(values))
@@ -81,3 +89,103 @@ def test_every_v_metric_table_equals_json(bench_out):
         # the headline metric's columns are the same numbers as the first table's
         metric = results["config"]["bench"]["metric"]
         assert row[f"{metric}_post_attack"] == pytest.approx(row["post_attack"])
+
+
+def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
+    # One bench run goes to the largest budget; the model it attacks at a smaller budget b must be,
+    # bit for bit, the model `cir unlearn` returns when stopped by b (same data, order and seed).
+    files = tiny.write_workspace(tmp_path)
+    inputs = Inputs(
+        model=str(files.model),
+        forget=[files.train, files.eval],
+        retain=files.retain,
+        general=files.general,
+        device="cpu",
+    )
+    method = {"forget_layers": [1], "k_act": 1, "k_grad": 1, "step_norm": 2.0, "retain_lr": 0.0}
+    raw = {
+        "bench": {"methods": ["cir"], "budgets": [1e9], "known_threshold": 0, "val_fraction": 0.34},
+        "unlearn": {"max_epochs": 5, "batch_size": 2, "track_kl": False},
+        "attack": {"epochs": 1, "batch_size": 2},
+        "methods": {"cir": method},
+    }
+    bench, loop, attack, overrides = bench_configs(raw)
+    loaded, facts, original = load_bench(inputs, bench, loop, progress=False)
+    config = per_method_configs(["cir"], overrides)["cir"]
+    train, val = split_facts(facts, bench.val_fraction, seed=0)
+    free = unlearn_once(loaded, train, val, replace(loop, method="cir", seed=0), config, bench)
+    losses = [r.disruption.general_loss for r in free.history]
+    assert free.stop_reason == "max_epochs"
+    # a budget between the highest loss so far and the first epoch that tops it: a run stops there
+    # (from epoch 3 on: CIR's first epoch only gathers statistics, so epoch 2 is the first change)
+    over = next(e for e in range(3, len(losses)) if losses[e] > max(losses[:e]))
+    budget = (max(losses[:over]) + losses[over]) / 2 / losses[0] - 1
+    kept = budget_model(free, budget, original)
+    assert kept == over - 1 >= 2
+    benched = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+
+    save_facts(train, tmp_path / "split_T.jsonl")
+    save_facts(val, tmp_path / "split_V.jsonl")
+    out = tmp_path / "unlearned"
+    args = [
+        *("unlearn", "--model", str(files.model), "--out", str(out), "--device", "cpu"),
+        *("--forget", str(tmp_path / "split_T.jsonl"), str(tmp_path / "split_V.jsonl")),
+        *("--retain", str(files.retain), "--general", str(files.general)),
+        *(f"unlearn.{k}={json.dumps(v)}" for k, v in raw["unlearn"].items()),
+        *(f"method.{k}={json.dumps(v)}" for k, v in method.items()),
+        f"unlearn.budget={budget!r}",
+        "unlearn.seed=0",
+    ]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "budget" and summary["epochs"] == kept
+    stopped = load_file(out / "model.safetensors")
+    assert stopped.keys() <= benched.keys()
+    assert all(torch.equal(stopped[k], benched[k]) for k in stopped)
+    assert any(not torch.equal(stopped[k], original[k]) for k in stopped)
+
+    # and bench_one, which attacks each budget's model, reports that same epoch and V
+    group = replace(bench, budgets=[budget, 1e9])
+    runs = bench_one(loaded, facts, group, loop, "cir", config, attack, 0, original)
+    assert [r.epochs for r in runs] == [kept, len(losses) - 1]
+    assert runs[0].v_unlearned == free.history[kept].facts
+
+
+def test_retable_rebuilds_the_same_table_and_markdown(bench_out, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("results.json", "results.md"):
+        (copy / name).write_bytes((bench_out / name).read_bytes())
+    retable(copy)
+    assert (copy / "results.md").read_text() == (bench_out / "results.md").read_text()
+    assert json.loads((copy / "results.json").read_text()) == json.loads(
+        (bench_out / "results.json").read_text()
+    )
+
+
+@pytest.mark.parametrize("attack", ATTACKS.names())
+def test_every_method_through_the_bench_with_each_attack(tmp_path, attack):
+    files = tiny.write_workspace(tmp_path)
+    out = files.root / "out"
+    fast = [a for a in tiny.FAST_BENCH_ARGS if attack != "few_shot" or not a.startswith("attack.")]
+    status = main(
+        [
+            "bench",
+            *("--model", str(files.model), "--facts", str(files.train), str(files.eval)),
+            *("--retain", str(files.retain), "--general", str(files.general)),
+            *("--methods", *METHODS.names(), "--seeds", "1", "--budget", "0.001", "0.01"),
+            *("--out", str(out), "--device", "cpu"),
+            *fast,
+            f"bench.attack={attack}",
+            "attack.shots=1" if attack == "few_shot" else "attack.window=1",
+        ]
+    )
+    assert status == 0
+    results = load_bench_results(out / "results.json")
+    assert len(results.runs) == len(METHODS.names()) * 2  # x budgets
+    for run in results.runs:
+        numbers = [*run.v_before.to_json().values(), *run.v_post_attack.to_json().values()]
+        assert all(math.isfinite(x) for x in numbers), run.method
+        assert run.epochs in (0, 1) and run.stop_reasons["attack"] in ("epochs", "done")
+        assert len(run.attack_trajectory) == 2  # before the attack, and its one epoch (or k-shot)
+    assert {row["method"] for row in results.table} == set(METHODS.names())

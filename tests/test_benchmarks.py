@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 
 def load(name):
     path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
@@ -40,3 +42,12 @@ def test_known_vs_control_counts_facts_known_only_by_the_model(tmp_path):
     assert 0 <= same["model"]["acc_t0"] <= 1 and same["model"]["acc_t1"] == same["control"]["acc_t1"]
     none = load("known_vs_control").main([*args, "--control", str(ws.model), "--threshold", "1.01"])
     assert none["model"]["known"] == 0
+
+
+@pytest.mark.gpu
+def test_gpu_per_fact_runs_tiny_on_cuda(capsys):
+    result = load("gpu_per_fact").main(
+        ["--shape", "tiny", "--facts", "4", "--epochs", "2", "--device", "cuda"]
+    )
+    assert result["device"] != "cpu" and result["facts"] == 4
+    assert result["seconds_per_fact"] > 0 and result["peak_memory_gb"] > 0

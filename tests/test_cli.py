@@ -44,11 +44,15 @@ def test_unlearn_writes_model_metrics_and_summary(workspace, capsys):
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["epoch"] == 0 and len(metrics) >= 2
+    assert set(metrics[1]) == {"epoch", "train", "facts", "disruption", "seconds"}
+    assert set(metrics[1]["facts"]) == {"acc_t0", "acc_t1", "answer_prob", "recall_loss"}
+    assert "forget_loss" in metrics[1]["train"] and metrics[0]["train"] == {}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["method"]["forget_layers"] == [1]
     assert summary["facts"] == 3 and summary["seconds_per_fact"] > 0
     assert {"stop_reason", "epochs", "peak_memory_bytes", "before", "after"} <= set(summary)
-    assert "forget_answer_prob" in capsys.readouterr().out
+    assert summary["after"] == metrics[summary["epochs"]]
+    assert "answer_prob" in capsys.readouterr().out
     # a second run into the same folder is refused, with the folder and --force named
     assert main(unlearn_args(workspace, out)) == 2
     assert "--force" in capsys.readouterr().err
@@ -230,3 +234,138 @@ def test_a_bad_key_in_a_used_section_is_named(workspace, capsys):
     err = capsys.readouterr().err
     assert "method: k_act: expected int, got 'many'" in err and "epochz" not in err
     assert not out.exists()
+
+
+def bad_inputs(root):
+    """(name, file to write or None, bytes or "dir", argument slot, fragment the error must hold)."""
+    good_fact = (root / "good.jsonl").read_bytes().splitlines()[0] + b"\n"
+    return [
+        (
+            "fact file not UTF-8",
+            "latin1.jsonl",
+            good_fact + b'{"question": "caf\xe9"}\n',
+            "forget",
+            ":2: not UTF-8",
+        ),
+        ("text file not UTF-8", "latin1.txt", b"plain\ncaf\xe9 au lait\n", "general", ":2: not UTF-8"),
+        ("directory as fact file", "facts_dir", "dir", "forget", "is a directory"),
+        ("directory as text file", "retain_dir", "dir", "retain", "is a directory"),
+        ("unreadable fact file", "locked.jsonl", good_fact, "forget", "cannot read the fact file"),
+        ("YAML not a mapping", "list.yaml", b"- unlearn\n- method\n", "config", "expected a mapping"),
+        ("YAML not UTF-8", "latin1.yaml", b"unlearn:\n  budget: 0.01 # caf\xe9\n", "config", ":2: not UTF-8"),
+        ("YAML not valid", "broken.yaml", b"unlearn: [budget\n", "config", "not valid YAML"),
+        ("directory as config", "config_dir", "dir", "config", "is a directory"),
+        ("unknown section", None, None, "override", "unknown section 'unlern'"),
+    ]
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Bad input must be refused before any model is loaded: loading one fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr("cir.pipeline.load_model", refuse)
+    monkeypatch.setattr("cir.cli.load_model", refuse)
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_bad_input_gives_one_error_line_naming_the_file_and_no_traceback(
+    workspace, tmp_path, case, capsys, monkeypatch, no_model_loads
+):
+    (tmp_path / "good.jsonl").write_bytes(workspace.train.read_bytes())
+    name, filename, content, slot, fragment = bad_inputs(tmp_path)[case]
+    path = tmp_path / (filename or "unused")
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    if name == "unreadable fact file":  # chmod 000 does not stop root: refuse the read itself
+        read_bytes = Path.read_bytes
+
+        def locked(self):
+            if self == path:
+                raise PermissionError(13, "Permission denied")
+            return read_bytes(self)
+
+        monkeypatch.setattr(Path, "read_bytes", locked)
+    out = tmp_path / "out"
+    args = unlearn_args(workspace, out)
+    if slot == "forget":
+        args[args.index(str(workspace.train))] = str(path)
+    elif slot in ("general", "retain"):
+        args[args.index(str(getattr(workspace, slot)))] = str(path)
+    elif slot == "config":
+        args += ["--config", str(path)]
+    else:
+        args.append("unlern.budget=0.1")
+    assert main(args) == 2, name
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("cir: error: ") and err.count("\n") == 1, err  # one line
+    assert fragment in err, err
+    if filename is not None:
+        assert str(path) in err
+    assert not out.exists()
+
+
+def test_eval_and_attack_check_their_files_before_loading_a_model(
+    workspace, tmp_path, capsys, no_model_loads
+):
+    latin = tmp_path / "latin1.jsonl"
+    latin.write_bytes(b'{"question": "caf\xe9"}\n')
+    assert main(["eval", "--model", str(workspace.model), "--facts", str(latin)]) == 2
+    assert f"{latin}:1: not UTF-8" in capsys.readouterr().err
+    out = tmp_path / "attacked"
+    assert main(attack_args(workspace, latin, workspace.eval, out)) == 2
+    assert f"{latin}:1: not UTF-8" in capsys.readouterr().err
+    assert main(attack_args(workspace, workspace.train, workspace.train, out)) == 2
+    assert "V overlaps T" in capsys.readouterr().err
+
+
+def test_run_checks_the_attack_before_unlearning(workspace, tmp_path, capsys, no_model_loads):
+    base = [
+        *("run", "--model", str(workspace.model), "--retain", str(workspace.retain)),
+        *("--general", str(workspace.general), "--out", str(tmp_path / "run")),
+    ]
+    overlap = [*base, "--train", str(workspace.facts), "--eval", str(workspace.eval)]
+    assert main(overlap) == 2
+    assert "V overlaps T" in capsys.readouterr().err
+    too_many_shots = [*base, "--train", str(workspace.train), "--eval", str(workspace.eval)]
+    assert main([*too_many_shots, "--attack", "few_shot", "attack.shots=3"]) == 2
+    assert "attack.shots must be in 1..2" in capsys.readouterr().err
+    assert main([*too_many_shots, "attack.lr=0"]) == 2
+    assert "invalid config: attack.lr must be > 0, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_and_attack_pass_the_device_map_to_the_loader(workspace, tmp_path, monkeypatch, capsys):
+    import cir.cli
+    import cir.pipeline
+
+    seen = []
+
+    def spy(module):
+        real = module.load_model
+
+        def load(*args, **kwargs):
+            seen.append(args[4] if len(args) > 4 else kwargs.get("device_map"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "load_model", load)
+
+    spy(cir.cli)
+    spy(cir.pipeline)
+    facts = ["--facts", str(workspace.eval)]
+    assert main(["eval", "--model", str(workspace.model), *facts, "--device-map", "auto", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)[str(workspace.eval)]) == {
+        "acc_t0",
+        "acc_t1",
+        "answer_prob",
+        "recall_loss",
+    }
+    out = tmp_path / "attacked"
+    fast = ("--device-map", "auto", "attack.epochs=1", "attack.batch_size=2")
+    assert main(attack_args(workspace, workspace.train, workspace.eval, out, *fast)) == 0
+    assert seen == ["auto", "auto"]

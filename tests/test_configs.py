@@ -35,5 +35,7 @@ def test_shipped_config_builds(path):
         loop, method = unlearn_configs(sections, str(path))
         attack_config("finetune", sections, str(path))
         paper = path.stem == "paper_llama8b"
-        assert loop.method == "cir" and method.forget_layers == ([6, 7, 8, 9, 10, 11] if paper else [4, 5, 6, 7, 8, 9])
+        assert loop.method == "cir" and method.forget_layers == (
+            [6, 7, 8, 9, 10, 11] if paper else [4, 5, 6, 7, 8, 9]
+        )
     assert set(raw) <= set(BENCH_SECTIONS) | set(RUN_SECTIONS)

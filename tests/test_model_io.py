@@ -5,9 +5,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import tiny
-from cir import model_io
+from cir import outputs
 from cir.errors import ModelError, OutputExistsError
-from cir.model_io import atomic_output_dir, check_output_dir, load_model, save_model, write_json_atomic
+from cir.model_io import load_model, save_model
+from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +230,7 @@ def test_write_json_atomic_cleans_up_when_replace_fails(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(model_io.os, "replace", fail)
+    monkeypatch.setattr(outputs.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         write_json_atomic(path, [1])
     assert path.read_text() == "{}"

@@ -14,7 +14,7 @@ import cir.pretrained as pretrained
 from cir.cli import main
 from cir.data.facts import Fact, save_facts
 from cir.errors import ModelError
-from cir.evals.metrics import evaluate_facts
+from cir.evals.scores import evaluate_facts
 from cir.model_io import load_model
 from cir.pretrained import (
     CONVERSION_VERSION,
@@ -231,5 +231,7 @@ def test_cli_eval_on_a_gguf_file(gguf_file, tmp_path, monkeypatch, capsys):
     assert folder.name.startswith("gguf-tiny-") and (folder / DONE_MARKER).is_file()
     model, tokenizer = load_model(folder, device="cpu")
     assert printed == {
-        str(tmp_path / "cloze.jsonl"): pytest.approx(evaluate_facts(model, tokenizer, facts), abs=1e-6)
+        str(tmp_path / "cloze.jsonl"): pytest.approx(
+            evaluate_facts(model, tokenizer, facts).to_json(), abs=1e-6
+        )
     }

@@ -30,3 +30,20 @@ def test_library_example_compiles_and_every_cir_name_exists():
                 and node.value.id == "cir"
             ):
                 assert hasattr(cir, node.attr), f"cir has no {node.attr}"
+
+
+def test_library_example_runs_on_a_tiny_model(monkeypatch, capsys):
+    # the example as written, with the demo swapped for a tiny saved Llama and its data
+    import tiny
+    from cir.pipeline import Loaded
+    from cir.unlearn import UnlearnData
+
+    data = UnlearnData(list(tiny.FACTS), tiny.TEXTS[3:5], tiny.TEXTS[3:])
+    loaded = Loaded(tiny.model("llama", layers=4), tiny.tokenizer(), data, None, None)
+    monkeypatch.setattr(cir, "load_inputs", lambda inputs: loaded)
+    (block,) = python_blocks()
+    exec(compile(block, str(README), "exec"), {})
+    first, second = capsys.readouterr().out.splitlines()[-2:]
+    stop_reason, epochs, before, after = first.split()
+    assert stop_reason in ("budget", "max_epochs") and int(epochs) >= 0
+    assert 0 < float(before) <= 1 and 0 < float(after) <= 1 and float(second) <= 0.01

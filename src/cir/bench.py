@@ -11,31 +11,31 @@ params where one exists, else the nearest tuned budget's; budgets sharing a conf
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
-from cir.attacks.base import AttackConfig, AttackResult
-from cir.config import from_dict, merge, split_sections, to_dict
+from cir.attacks.base import Attack, AttackConfig
+from cir.budget import last_epoch_within
+from cir.config import from_dict, merge, require, split_sections, to_dict
 from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
-from cir.evals.mcq import choice_likelihood_mcq, letter_mcq
-from cir.evals.metrics import evaluate_facts
+from cir.evals.mcq import MCQ_SCORERS
+from cir.evals.scores import evaluate_facts
 from cir.methods.base import MethodConfig
-from cir.model_io import atomic_output_dir, check_output_dir, write_json_atomic
+from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_configs
 from cir.plots import bench_plots
+from cir.records import AttackResult, BenchResults, BenchRun, FactScores, TrajectoryPoint
 from cir.registry import ATTACKS
-from cir.report import STAGES, V_METRICS, bench_markdown
+from cir.report import aggregate, bench_markdown, definitions
 from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
 
-ABLATIONS = ("cir", "mlp_breaking")  # not baselines: CIR itself and CIR without the collapse
 BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods"]
 Tuned = Mapping[str, Mapping[float, Mapping[str, Any]]]  # method -> budget -> best trial (`tune.load_tuned`)
 
@@ -53,49 +53,37 @@ class BenchConfig:
     val_fraction: float = 0.2  # share of known facts in V
     known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
     prior_field: str | None = None  # fact field holding the prior acc_t1; None = measure it with the model
-    metric: str = "answer_prob"  # the headline V metric: answer_prob, acc_t1 or acc_t0
+    metric: Literal["answer_prob", "acc_t1", "acc_t0"] = "answer_prob"  # the headline V metric
+
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "bench",
+            [
+                ("methods", "a non-empty list", len(self.methods) > 0),
+                ("budgets", "a non-empty list of values > 0", bool(self.budgets) and min(self.budgets) > 0),
+                ("seeds", ">= 1", self.seeds >= 1),
+                ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
+                (
+                    "metric",
+                    "answer_prob, acc_t1 or acc_t0",
+                    self.metric in ("answer_prob", "acc_t1", "acc_t0"),
+                ),
+            ],
+        )
 
 
 def known_facts(loaded: Loaded, facts: Sequence[Fact], config: BenchConfig, mcq_format: str) -> list[Fact]:
     """Facts the model knows before unlearning: prior acc_t1 >= threshold (field or measured)."""
     if config.prior_field is not None:
         return [f for f in facts if f.extra.get(config.prior_field, 0.0) >= config.known_threshold]
-    scorer = letter_mcq if mcq_format == "letter" else choice_likelihood_mcq
-    scores = scorer(loaded.model, loaded.tokenizer, facts).per_fact_t1
+    scores = MCQ_SCORERS[mcq_format](loaded.model, loaded.tokenizer, facts, 16, "right").per_fact_t1
     return [f for f, p in zip(facts, scores, strict=True) if p >= config.known_threshold]
-
-
-class EpochWeights:
-    """The trained weights after every epoch of one unlearning run (CPU copies)."""
-
-    def __init__(self) -> None:
-        self.by_epoch: dict[int, list[torch.Tensor]] = {}
-        self.parameters: list[nn.Parameter] = []
-
-    def __call__(self, entry: dict[str, float], parameters: list[nn.Parameter]) -> None:
-        """The unlearning loop's per-epoch callback."""
-        self.parameters = parameters
-        self.by_epoch[int(entry["epoch"])] = [p.detach().to("cpu", copy=True) for p in parameters]
-
-    @torch.no_grad()
-    def load(self, epoch: int, original: dict[str, torch.Tensor], model: nn.Module) -> None:
-        """Put the model in its state after `epoch` (0 = the original)."""
-        model.load_state_dict(original)
-        if epoch > 0:
-            for parameter, value in zip(self.parameters, self.by_epoch[epoch], strict=True):
-                parameter.copy_(value)
-
-
-def epoch_within(history: Sequence[dict[str, float]], budget: float, metric: str) -> int:
-    """The last epoch before the first one whose disruption exceeds `budget` (0 = none was within)."""
-    base = history[0][metric]
-    limit = base * (1 + budget) if metric == "general_loss" else budget
-    kept = 0
-    for entry in history[1:]:
-        if entry[metric] > limit:
-            break
-        kept = int(entry["epoch"])
-    return kept
 
 
 def run_bench(
@@ -105,7 +93,7 @@ def run_bench(
     force: bool = False,
     progress: bool = True,
     tuned: Tuned | None = None,
-) -> dict[str, Any]:
+) -> BenchResults:
     """Run the comparison and write results.json, results.md and the plots into `out`.
 
     Args:
@@ -124,27 +112,24 @@ def run_bench(
     jobs = bench_jobs(bench, overrides, studies)
     check_output_dir(out, force)
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
-    runs = []
+    check_splits(facts, bench, ATTACKS.build(bench.attack, attack))
+    runs: list[BenchRun] = []
     seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
     for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
         group = replace(bench, budgets=budgets)
         runs += bench_one(loaded, facts, group, loop, name, config, attack, seed, original)
     largest = max(bench.budgets)
-    results = {
-        "config": {
-            "bench": to_dict(bench),
-            "unlearn": to_dict(loop),
-            "attack": to_dict(attack),
-            "methods": {n: to_dict(c) for n, budgets, c in jobs if largest in budgets},  # at the largest
-            "tuned": {n: {str(b): dict(t) for b, t in chosen.items()} for n, chosen in studies.items()},
-        },
-        "facts": len(facts),
-        "definition": definitions(runs),
-        "runs": runs,
-        "table": aggregate(runs, bench),
+    config = {
+        "bench": to_dict(bench),
+        "unlearn": to_dict(loop),
+        "attack": to_dict(attack),
+        "methods": {n: to_dict(c) for n, budgets, c in jobs if largest in budgets},  # at the largest
+        "tuned": {n: {str(b): dict(t) for b, t in chosen.items()} for n, chosen in studies.items()},
     }
+    table = aggregate(runs, bench.methods, bench.budgets, bench.metric)
+    results = BenchResults(config, len(facts), definitions(runs), runs, table)
     with atomic_output_dir(out, force) as staging:
-        write_json_atomic(staging / "results.json", results)
+        write_json_atomic(staging / "results.json", results.to_json())
         (staging / "results.md").write_text(bench_markdown(results), encoding="utf-8")
         bench_plots(results, staging)
     return results
@@ -164,6 +149,16 @@ def bench_configs(
     loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
     per_method_configs([*bench.methods, *extra_methods], sections["methods"])
     return bench, loop, attack_config(bench.attack, sections), sections["methods"]
+
+
+def check_splits(facts: Sequence[Fact], bench: BenchConfig, attack: Attack) -> None:
+    """Split the facts for every seed and let the attack check each T/V pair, before any unlearning.
+
+    Raises:
+        DataError, ConfigError: for a side left empty, an overlap, or a T/V pair the attack refuses.
+    """
+    for seed in range(bench.seeds):
+        attack.check(*split_facts(facts, bench.val_fraction, seed))
 
 
 def load_bench(
@@ -242,127 +237,86 @@ def bench_one(
     bench: BenchConfig,
     loop: UnlearnConfig,
     name: str,
-    method_config: Any,
-    attack_cfg: Any,
+    method_config: MethodConfig,
+    attack_cfg: AttackConfig,
     seed: int,
     original: dict[str, torch.Tensor],
-) -> list[dict[str, Any]]:
-    """One method and seed: unlearn up to the largest budget, then attack each budget's model."""
+) -> list[BenchRun]:
+    """One method and seed: unlearn T + V once up to the largest budget, then attack each budget's model."""
     model, tokenizer = loaded.model, loaded.tokenizer
     train, val = split_facts(facts, bench.val_fraction, seed)
     model.load_state_dict(original)
     before = evaluate_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
-    data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
-    config = UnlearnConfig(**{**to_dict(loop), "method": name, "budget": max(bench.budgets), "seed": seed})
-    weights = EpochWeights()
-    result = unlearn(model, tokenizer, data, config, method_config, progress=False, on_epoch=weights)
+    result = unlearn_once(loaded, train, val, replace(loop, method=name, seed=seed), method_config, bench)
     runs = []
     for budget in bench.budgets:
-        epoch = epoch_within(result.history, budget, loop.budget_metric)
-        weights.load(epoch, original, model)
+        epoch = budget_model(result, budget, original)
         attack = ATTACKS.build(bench.attack, attack_cfg).run(model, tokenizer, train, val, progress=False)
-        run = {"method": name, "seed": seed, "budget": budget, "epochs": epoch, "v_before": before}
-        runs.append(run | run_numbers(result, epoch, attack, len(train + val)))
+        runs.append(bench_run(name, seed, budget, before, result, epoch, attack))
     model.load_state_dict(original)
     return runs
 
 
-def run_numbers(result: UnlearnResult, epoch: int, attack: AttackResult, facts: int) -> dict[str, Any]:
+def unlearn_once(
+    loaded: Loaded,
+    train: list[Fact],
+    val: list[Fact],
+    loop: UnlearnConfig,
+    method_config: MethodConfig,
+    bench: BenchConfig,
+) -> UnlearnResult:
+    """Unlearn T + V from the loaded model once, up to the largest bench budget, monitoring V.
+
+    Every epoch's trained weights are kept, for `budget_model`. The data, its order and the seed are
+    those of `cir unlearn --forget T V` with the same settings, so the trajectory is the same.
+    """
+    data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
+    config = replace(loop, budget=max(bench.budgets))
+    return unlearn(
+        loaded.model, loaded.tokenizer, data, config, method_config, progress=False, keep_every_epoch=True
+    )
+
+
+def budget_model(result: UnlearnResult, budget: float, original: dict[str, torch.Tensor]) -> int:
+    """Put `result.model` in the state a run stopped at `budget` ends in; returns that (kept) epoch.
+
+    The state is the original weights with the trained ones of `last_epoch_within(history, budget)`,
+    from `result.snapshots` (an `unlearn(..., keep_every_epoch=True)` run to at least this budget).
+    """
+    assert result.snapshots is not None  # bench_one asked for every epoch
+    epoch = last_epoch_within(result.history, replace(result.budget, budget=budget))
+    model: PreTrainedModel = result.model
+    model.load_state_dict(original)
+    result.snapshots.restore(epoch)
+    return epoch
+
+
+def bench_run(
+    method: str,
+    seed: int,
+    budget: float,
+    before: FactScores,
+    result: UnlearnResult,
+    epoch: int,
+    attack: AttackResult,
+) -> BenchRun:
     """What a bench run records of its unlearning (up to `epoch`) and of the attack that followed."""
     kept = result.history[epoch]
-    return {
-        "v_unlearned": {k[len("forget_") :]: v for k, v in kept.items() if k.startswith("forget_")},
-        "v_post_attack": {k[len("eval_") :]: v for k, v in attack.summary["post_attack"].items()},
-        "general_loss_before": result.history[0]["general_loss"],
-        "general_loss_after": kept["general_loss"],
-        "seconds_per_fact": kept.get("seconds", 0.0) / facts,
-        "unlearn_trajectory": [
-            {k: h[k] for k in h if k in ("epoch", "general_loss") or k.startswith("forget_")}
-            for h in result.history
+    return BenchRun(
+        method=method,
+        seed=seed,
+        budget=budget,
+        epochs=epoch,
+        v_before=before,
+        v_unlearned=kept.facts,
+        v_post_attack=attack.post_attack,
+        general_loss_before=result.history.before.disruption.general_loss,
+        general_loss_after=kept.disruption.general_loss,
+        seconds_per_fact=kept.seconds / result.facts,
+        unlearn_trajectory=[
+            TrajectoryPoint(r.epoch, r.facts, r.disruption.general_loss) for r in result.history
         ],
-        "attack_trajectory": [
-            {k: h[k] for k in h if k == "epoch" or k.startswith("eval_")} for h in attack.history
-        ],
-        "post_attack_definition": attack.summary["post_attack_definition"],
-        "stop_reasons": {"unlearn": result.stop_reason, "attack": attack.summary.get("stop_reason")},
-    }
-
-
-def definitions(runs: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """What each reported number means."""
-    return {
-        "post_attack": runs[0]["post_attack_definition"] if runs else "",
-        "drop": "V metric before unlearning minus V metric post-attack (higher = more robustly forgotten)",
-        "ratio": "CIR's drop / the best baseline's drop at the same budget, per seed, then mean and std",
-        "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
-        "acc_t1": "mean renormalised probability of the right choice",
-        "acc_t0": "argmax accuracy",
-        "general_loss_change": "relative change of held-out general-text loss, in percent",
-        "seconds_per_fact": "unlearning wall time (setup, steps, budget checks) up to the kept epoch / facts",
-    }
-
-
-def aggregate(runs: Sequence[dict[str, Any]], bench: BenchConfig) -> list[dict[str, Any]]:
-    """One row per (budget, method): mean and std over seeds, the drop, and the ratio to the best baseline."""
-    metric = bench.metric
-    rows = []
-    for budget in bench.budgets:
-        drops = {
-            name: {
-                r["seed"]: r["v_before"][metric] - r["v_post_attack"][metric]
-                for r in runs
-                if r["method"] == name and r["budget"] == budget
-            }
-            for name in bench.methods
-        }
-        baselines = [n for n in bench.methods if n not in ABLATIONS and drops[n]]
-        best = max(baselines, key=lambda n: statistics.fmean(drops[n].values()), default=None)
-        for name in bench.methods:
-            mine = [r for r in runs if r["method"] == name and r["budget"] == budget]
-            rows.append(
-                {
-                    "budget": budget,
-                    "method": name,
-                    **summarise(mine, metric),
-                    **ratio(drops[name], drops[best] if best else {}, best),
-                }
-            )
-    return rows
-
-
-def summarise(runs: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """Mean and std over seeds of the row's numbers."""
-
-    def stats(key: str, values: list[float]) -> dict[str, float]:
-        return {
-            key: statistics.fmean(values),
-            f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        }
-
-    columns = {
-        "before": [r["v_before"][metric] for r in runs],
-        "unlearned": [r["v_unlearned"][metric] for r in runs],
-        "post_attack": [r["v_post_attack"][metric] for r in runs],
-        "drop": [r["v_before"][metric] - r["v_post_attack"][metric] for r in runs],
-        # every V metric at every stage (e.g. acc_t0_unlearned), the headline one included
-        **{
-            f"{name}_{stage}": [r[f"v_{stage}"][name] for r in runs] for name in V_METRICS for stage in STAGES
-        },
-        "general_loss_change": [100 * (r["general_loss_after"] / r["general_loss_before"] - 1) for r in runs],
-        "epochs": [float(r["epochs"]) for r in runs],
-        "seconds_per_fact": [r["seconds_per_fact"] for r in runs],
-    }
-    row: dict[str, Any] = {"seeds": len(runs)}
-    for key, values in columns.items():
-        row |= stats(key, values)
-    return row
-
-
-def ratio(mine: dict[int, float], best: dict[int, float], best_name: str | None) -> dict[str, Any]:
-    """Drop / best baseline's drop, per seed, then mean and std (None where the baseline's drop <= 0)."""
-    per_seed = [mine[s] / best[s] for s in mine if s in best and best[s] > 0]
-    return {
-        "best_baseline": best_name,
-        "ratio": statistics.fmean(per_seed) if per_seed else None,
-        "ratio_std": statistics.stdev(per_seed) if len(per_seed) > 1 else None,
-    }
+        attack_trajectory=[TrajectoryPoint(e.epoch, e.facts) for e in attack.history],
+        post_attack_definition=attack.post_attack_definition,
+        stop_reasons={"unlearn": result.stop_reason, "attack": attack.stop_reason},
+    )

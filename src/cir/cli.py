@@ -20,14 +20,17 @@ from cir.data.batches import make_batches
 from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
 from cir.errors import CirError, ConfigError
-from cir.evals.metrics import evaluate_facts, general_loss
+from cir.evals.metrics import general_loss
+from cir.evals.scores import MCQ_FORMATS, evaluate_facts
 from cir.fact_sets import FactSetConfig, build_fact_sets
 from cir.model_io import load_model
-from cir.pipeline import Inputs, raw_config, report_markdown, run, run_attack, run_unlearn
+from cir.pipeline import Inputs, raw_config, run, run_attack, run_unlearn
 from cir.real_demo import fact_sets_markdown, run_real_demo
+from cir.records import AttackResult
 from cir.registry import ATTACKS, METHODS, Registry
-from cir.report import bench_markdown, table
+from cir.report import bench_markdown, run_markdown, table
 from cir.tune import load_tuned, tune, tune_all
+from cir.unlearn import UnlearnResult
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,8 +132,8 @@ def _add_attack(commands: argparse._SubParsersAction) -> None:
     attack.add_argument("--train", type=Path, required=True, help="T facts (.jsonl) the attack trains on")
     attack.add_argument("--eval", type=Path, required=True, help="V facts (.jsonl) it is scored on")
     attack.add_argument("--attack", default="finetune", help="finetune, lora, few_shot (see `cir attacks`)")
-    attack.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     _output_args(attack, "YAML config file with an `attack:` section", "e.g. attack.epochs=50")
+    _model_args(attack)
     attack.set_defaults(handler=cmd_attack)
 
 
@@ -255,20 +258,29 @@ def cmd_world_build(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    """`cir eval`."""
+    """`cir eval`: every fact file is read before the model loads."""
     if args.model is None:
         paths = build_demo(cache_dir=args.cache_dir)
-        model, tokenizer = load_demo(paths, args.device)
         facts_files = args.facts or [paths.forget_train, paths.forget_val, paths.retain]
         general = args.general or paths.general_eval
     else:
-        model, tokenizer = load_model(args.model, args.device, args.dtype, args.trust_remote_code)
         facts_files, general = args.facts or [], args.general
-    results = {}
-    for path in facts_files:
-        results[str(path)] = evaluate_facts(model, tokenizer, load_facts(path), args.format)
-    if general is not None:
-        batches = [b.to(model.device) for b in make_batches(tokenizer, load_texts(general), 64)]
+    facts = {str(path): load_facts(path) for path in facts_files}
+    texts = load_texts(general) if general is not None else None
+    if args.model is None:
+        model, tokenizer = load_demo(paths, args.device)
+    else:
+        model, tokenizer = load_model(
+            args.model, args.device, args.dtype, args.trust_remote_code, args.device_map
+        )
+    formats = MCQ_FORMATS if args.format == "both" else (args.format,)
+    results: dict[str, dict[str, float]] = {}
+    for path, file_facts in facts.items():
+        for mcq_format in formats:
+            scores = evaluate_facts(model, tokenizer, file_facts, mcq_format).to_json()
+            results[path if len(formats) == 1 else f"{path} ({mcq_format})"] = scores
+    if texts is not None:
+        batches = [b.to(model.device) for b in make_batches(tokenizer, texts, 64)]
         results[str(general)] = {"general_loss": general_loss(model, batches)}
     if args.json:
         print(json.dumps(results, indent=2))
@@ -279,35 +291,30 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
     """`cir unlearn`."""
-    summary = run_unlearn(_inputs(args), raw_config(args.config, args.overrides), args.out, args.force)
-    _print_unlearn(summary, args.out)
+    result = run_unlearn(_inputs(args), raw_config(args.config, args.overrides), args.out, args.force)
+    _print_unlearn(result, args.out)
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
     """`cir attack`."""
-    summary = run_attack(
-        args.model,
-        args.train,
-        args.eval,
-        args.attack,
-        raw_config(args.config, args.overrides),
-        args.out,
-        args.force,
-        args.device,
+    inputs = Inputs(
+        model=args.model,
+        train=args.train,
+        eval=args.eval,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        device_map=args.device_map,
     )
-    rows = [
-        {"": stage, **{k[len("eval_") :]: v for k, v in summary[stage].items()}}
-        for stage in ("before", "final", "post_attack")
-    ]
-    print(table(rows, list(rows[0]), digits=4))
-    print(f"post-attack: {summary['post_attack_definition']}; output: {args.out}")
+    result = run_attack(inputs, args.attack, raw_config(args.config, args.overrides), args.out, args.force)
+    _print_attack(result, args.out)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     """`cir run`."""
     inputs = replace(_inputs(args), train=args.train, eval=args.eval)
     report = run(inputs, raw_config(args.config, args.overrides), args.attack, args.out, args.force)
-    print(report_markdown(report))
+    print(run_markdown(report))
     print(f"output: {args.out}")
 
 
@@ -320,7 +327,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     results = run_bench(_inputs(args, list(args.facts or [])), raw, args.out, args.force, tuned=tuned)
     print(bench_markdown(results))
     if tuned is not None:
-        studies = results["config"]["tuned"]
+        studies = results.config["tuned"]
         used = sorted({f"{t['study']} (trial {t['trial']})" for c in studies.values() for t in c.values()})
         print(f"tuned params: {'; '.join(used) or 'none (no study matches the methods and budgets)'}")
     print(f"output: {args.out}")
@@ -363,7 +370,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     report = run(
         Inputs(cache_dir=args.cache_dir), raw_config(None, args.overrides), "finetune", out, args.force
     )
-    print(report_markdown(report))
+    print(run_markdown(report))
     print(f"output: {out}")
     print("The same on a real pretrained model (SmolLM2-135M): cir demo --model smollm2-135m")
 
@@ -372,7 +379,7 @@ def _real_demo(args: argparse.Namespace, out: Path) -> None:
     overrides = raw_config(None, args.overrides)
     demo = run_real_demo(args.model, overrides, out, args.force, args.cache_dir, args.device)
     print(f"{args.model}: fact sets in {demo.paths.folder}\n{fact_sets_markdown(demo.fact_sets)}")
-    print(report_markdown(demo.report))
+    print(run_markdown(demo.report))
     print(demo.probe.markdown())
     print(f"output: {out}")
 
@@ -419,11 +426,22 @@ def _facts_table(report: dict) -> str:
     )
 
 
-def _print_unlearn(summary: dict, out: Path) -> None:
-    keys = [k for k in summary["before"] if k.startswith("forget_")] + ["general_loss", "kl"]
-    rows = [{"": stage, **{k: summary[stage].get(k) for k in keys}} for stage in ("before", "after")]
-    print(table(rows, ["", *keys], digits=4))
+def _print_unlearn(result: UnlearnResult, out: Path) -> None:
+    stages = {"before": result.history.before, "after": result.kept}
+    rows = [
+        {"": stage, **record.facts.to_json(), "general_loss": record.disruption.general_loss}
+        | {"kl": record.disruption.kl}
+        for stage, record in stages.items()
+    ]
+    print(table(rows, list(rows[0]), digits=4))
     print(
-        f"{summary['stop_reason']} after {summary['epochs']} epoch(s) kept; "
-        f"{summary['unlearn_seconds']:.1f} s ({summary['seconds_per_fact']:.3f} s per fact); output: {out}"
+        f"{result.stop_reason} after {result.epochs} epoch(s) kept; "
+        f"{result.seconds:.1f} s ({result.seconds_per_fact:.3f} s per fact); output: {out}"
     )
+
+
+def _print_attack(result: AttackResult, out: Path) -> None:
+    stages = {"before": result.before, "final": result.final, "post_attack": result.post_attack}
+    rows = [{"": stage, **scores.to_json()} for stage, scores in stages.items()]
+    print(table(rows, list(rows[0]), digits=4))
+    print(f"post-attack: {result.post_attack_definition}; output: {out}")

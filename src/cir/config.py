@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from cir.errors import ConfigError
+from cir.files import read_text
 
 T = TypeVar("T")
 
@@ -30,17 +31,18 @@ def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`.
 
     Raises:
-        ConfigError: if the file is missing, not valid YAML, or not a mapping.
+        ConfigError: if the file is missing, a directory, unreadable, not UTF-8, not valid YAML, or
+            not a mapping.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    text = read_text(path, "config file", ConfigError)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({error})") from error
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from error
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -64,7 +66,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError as error:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({error})") from error
+            detail = " ".join(str(error).split())
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({detail})") from error
         node = result
         for part in parents:
             node = node.setdefault(part, {})
@@ -85,6 +88,13 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def config_error(problems: list[str]) -> ConfigError:
+    """One ConfigError for every problem found: one line for one problem, a line each for several."""
+    if len(problems) == 1:
+        return ConfigError(f"invalid config: {problems[0]}")
+    return ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
     """Build dataclass `cls` from `data`, checking every key and type.
 
@@ -94,7 +104,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> 
     errors: list[str] = []
     instance = _build(cls, data, source, errors)
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        raise config_error(errors)
     return instance  # type: ignore[return-value]
 
 
@@ -138,7 +148,7 @@ def split_sections(data: Mapping[str, Any], sections: list[str], source: str) ->
         if key in SECTIONS and not isinstance(value, Mapping)
     ]
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        raise config_error(errors)
     return {name: dict(data.get(name, {})) for name in sections}
 
 
@@ -259,4 +269,4 @@ def require(config: Any, section: str, checks: list[tuple[str, str, bool]]) -> N
         if not ok
     ]
     if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        raise config_error(problems)

@@ -27,8 +27,10 @@ from cir.data.batches import encode
 from cir.data.facts import Fact, load_facts, save_facts, split_facts
 from cir.data.tokenizer import train_tokenizer
 from cir.data.world import World, WorldConfig, generate_world, load_world, save_world
-from cir.evals.metrics import evaluate_facts, general_loss, question_prompt
-from cir.model_io import atomic_output_dir, load_model, write_json_atomic
+from cir.evals.metrics import general_loss, question_prompt
+from cir.evals.scores import evaluate_facts
+from cir.model_io import load_model
+from cir.outputs import atomic_output_dir, write_json_atomic
 from cir.runtime import cache_root, seed_everything
 
 RECIPE_VERSION = 1  # bump when the training code changes what a config produces
@@ -199,7 +201,7 @@ def describe(
     for name, facts in (("forget", world.forget), ("retain", world.retain), ("extra", list(extra))):
         if facts:
             scores = evaluate_facts(model, tokenizer, facts, "choice", batch_size=64)
-            report |= {f"{name}_{k}": v for k, v in scores.items()}
+            report |= {f"{name}_{k}": v for k, v in scores.to_json().items()}
     report["general_loss"] = general_loss(model, make_batches(tokenizer, world.general_eval, 64))
     return report
 

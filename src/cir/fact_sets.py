@@ -32,7 +32,8 @@ from cir.data.prose import split_prose
 from cir.errors import ConfigError, DataError
 from cir.evals.mcq import choice_likelihood_mcq
 from cir.evals.metrics import answer_recall
-from cir.model_io import atomic_output_dir, load_model, write_json_atomic
+from cir.model_io import load_model
+from cir.outputs import atomic_output_dir, write_json_atomic
 from cir.runtime import cache_root
 
 BUILD_VERSION = 1  # bump when the generators or the rule change what a config produces

@@ -13,17 +13,19 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.attacks.base import AttackConfig, AttackResult
+from cir.attacks.base import AttackConfig
 from cir.config import from_dict, load_yaml, merge, parse_overrides, split_sections, to_dict
 from cir.data.facts import Fact, fact_sentences, load_facts, load_texts
 from cir.demo import DemoPaths, build_demo
 from cir.errors import ConfigError
 from cir.fact_sets import FactSetPaths, fact_sets_for
 from cir.methods.base import MethodConfig
-from cir.model_io import atomic_output_dir, check_output_dir, load_model, write_json_atomic
+from cir.model_io import load_model
+from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.pretrained import BUILTIN_MODELS
+from cir.records import AttackResult, RunReport
 from cir.registry import ATTACKS, METHODS
-from cir.report import table
+from cir.report import run_markdown
 from cir.runtime import peak_memory_bytes
 from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
 
@@ -68,14 +70,14 @@ def config_source(config: str | Path | None) -> dict[str, Any]:
     """Read `--config`: a YAML path or the name of a shipped preset (e.g. `paper_llama8b`).
 
     Raises:
-        ConfigError: if it is neither.
+        ConfigError: if it is neither, or the file cannot be read as a YAML mapping (`load_yaml`).
     """
     if config is None:
         return {}
     path = Path(config)
-    if not path.suffix and (PRESETS / f"{config}.yaml").is_file():
+    if not path.suffix and not path.exists() and (PRESETS / f"{config}.yaml").is_file():
         path = PRESETS / f"{config}.yaml"
-    if not path.is_file():
+    if not path.exists():
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
         raise ConfigError(f"{config}: no such config file or preset (presets: {known})")
     return load_yaml(path)
@@ -119,26 +121,48 @@ def attack_facts(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> tuple
 def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
     """Load the model and the forget/retain/general data, defaulting to the demo's.
 
+    Every file is read and checked before the model is loaded.
+
     Raises:
         ConfigError: if a model is given without forget facts or general text.
         DataError, ModelError: for bad files or models.
     """
     demo = default_world(inputs, progress)
-    name = str(demo.model) if isinstance(demo, DemoPaths) else inputs.model
+    return open_model(inputs, demo, load_data(inputs, demo))
+
+
+def load_data(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> UnlearnData:
+    """Read and check the forget facts, retain texts and general texts (the default world's where not given).
+
+    Raises:
+        ConfigError: if a model is given without forget facts or general text.
+        DataError: for a bad file, naming it (and the line).
+    """
     if inputs.train is not None and inputs.eval is not None:  # a run forgets T + V
         inputs = replace(inputs, forget=[inputs.train, inputs.eval])
     if demo is None and (not inputs.forget or inputs.general is None):
         raise ConfigError(
             "with --model, give --forget FILE... and --general FILE (held-out text for the budget)"
         )
-    model, tokenizer = load_model(
-        name, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map
-    )
     forget = [f for path in inputs.forget for f in load_facts(path)] or demo_forget(demo)
     retain = load_texts(inputs.retain) if inputs.retain else demo_retain(demo, inputs)
     general = load_texts(inputs.general or demo.general_eval)  # type: ignore[union-attr]
+    return UnlearnData(forget, retain, general)
+
+
+def open_model(inputs: Inputs, demo: DemoPaths | FactSetPaths | None, data: UnlearnData) -> Loaded:
+    """Load the model (the demo's, or `inputs.model`) next to its already checked data.
+
+    Raises:
+        ModelError, ConfigError: for a model that cannot be loaded or a bad device.
+    """
+    name = str(demo.model) if isinstance(demo, DemoPaths) else inputs.model
+    assert name is not None  # default_world builds the demo when no model is given
+    model, tokenizer = load_model(
+        name, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map
+    )
     source = Path(name) if Path(name).is_dir() else None
-    return Loaded(model, tokenizer, UnlearnData(forget, retain, general), source, demo)
+    return Loaded(model, tokenizer, data, source, demo)
 
 
 def default_world(inputs: Inputs, progress: bool = True) -> DemoPaths | FactSetPaths | None:
@@ -180,39 +204,48 @@ def demo_retain(demo: DemoPaths | FactSetPaths | None, inputs: Inputs) -> list[s
 
 def run_unlearn(
     inputs: Inputs, raw_config: dict[str, Any], out: Path, force: bool = False, progress: bool = True
-) -> dict[str, Any]:
+) -> UnlearnResult:
     """Unlearn and write `out`: the model (safetensors), metrics.jsonl and summary.json.
 
     Raises:
         OutputExistsError: if `out` exists and not `force` (checked before any work).
-        ConfigError, DataError, ModelError: for bad input.
+        ConfigError, DataError, ModelError: for bad input (configs and files before the model loads).
     """
     loop, method = unlearn_configs(split_sections(raw_config, UNLEARN_SECTIONS, "config"))
     check_output_dir(out, force)
     loaded = load_inputs(inputs, progress)
     result = unlearn(loaded.model, loaded.tokenizer, loaded.data, loop, method, progress)
-    summary = unlearn_summary(result, loop, method, loaded)
     with atomic_output_dir(out, force, protected=[loaded.source] if loaded.source else []) as staging:
-        loaded.model.save_pretrained(staging)
-        loaded.tokenizer.save_pretrained(staging)
-        write_jsonl(staging / "metrics.jsonl", result.history)
-        write_json_atomic(staging / "summary.json", summary)
-    return summary
+        write_unlearned(staging, result, loop, method, loaded)
+    return result
 
 
-def unlearn_summary(
-    result: UnlearnResult, loop: UnlearnConfig, method: MethodConfig, loaded: Loaded
-) -> dict[str, Any]:
-    """What summary.json holds: config, seed, epochs, stop reason, cost, before/after metrics."""
-    device = next(loaded.model.parameters()).device
+def write_unlearned(
+    folder: Path, result: UnlearnResult, loop: UnlearnConfig, method: MethodConfig, loaded: Loaded
+) -> None:
+    """The unlearned model and tokenizer, metrics.jsonl (one EpochRecord a line) and summary.json."""
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    write_jsonl(folder / "metrics.jsonl", result.history.to_json())
+    write_json_atomic(folder / "summary.json", unlearn_summary(result, loop, method))
+
+
+def unlearn_summary(result: UnlearnResult, loop: UnlearnConfig, method: MethodConfig) -> dict[str, Any]:
+    """What summary.json holds: config, seed, epochs, stop reason, cost, before/after records."""
+    device = next(result.model.parameters()).device
     return {
         "config": {"unlearn": to_dict(loop), "method": to_dict(method)},
         "seed": loop.seed,
-        **result.summary,
+        "stop_reason": result.stop_reason,
+        "epochs": result.epochs,
+        "budget_limit": result.budget.limit,
+        "unlearn_seconds": result.seconds,
+        "seconds_per_fact": result.seconds_per_fact,
+        "facts": result.facts,
         "peak_memory_bytes": peak_memory_bytes(device),
         "device": str(device),
-        "before": result.history[0],
-        "after": result.history[result.epochs],
+        "before": result.history.before.to_json(),
+        "after": result.kept.to_json(),
     }
 
 
@@ -227,30 +260,29 @@ def raw_config(config: str | Path | None, overrides: list[str]) -> dict[str, Any
 
 
 def run_attack(
-    model: str,
-    train: Path,
-    evaluate: Path,
-    attack: str,
-    raw: dict[str, Any],
-    out: Path,
-    force: bool = False,
-    device: str = "auto",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Attack a (typically unlearned) model; write attack.jsonl and attack_summary.json to `out`.
+    inputs: Inputs, attack: str, raw: dict[str, Any], out: Path, force: bool = False, progress: bool = True
+) -> AttackResult:
+    """Attack `inputs.model` (typically unlearned) with `inputs.train`, scoring `inputs.eval`.
+
+    Writes attack.jsonl and attack_summary.json to `out`. The config, the fact files and the T/V
+    pair are checked before the model is loaded.
 
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input.
     """
-    config = attack_config(attack, split_sections(raw, ["attack"], "config"))
+    attacker = ATTACKS.build(attack, attack_config(attack, split_sections(raw, ["attack"], "config")))
+    if inputs.model is None or inputs.train is None or inputs.eval is None:
+        raise ConfigError("the attack needs --model, --train T.jsonl and --eval V.jsonl")
+    train, evaluate = load_facts(inputs.train), load_facts(inputs.eval)
+    attacker.check(train, evaluate)
     check_output_dir(out, force)
-    loaded_model, tokenizer = load_model(model, device)
-    result = ATTACKS.build(attack, config).run(
-        loaded_model, tokenizer, load_facts(train), load_facts(evaluate), progress
+    model, tokenizer = load_model(
+        inputs.model, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map
     )
-    with atomic_output_dir(out, force, protected=[Path(model)]) as staging:
+    result = attacker.run(model, tokenizer, train, evaluate, progress)
+    with atomic_output_dir(out, force, protected=[Path(inputs.model)]) as staging:
         write_attack(staging, attack, result)
-    return result.summary
+    return result
 
 
 def run(
@@ -261,9 +293,10 @@ def run(
     force: bool = False,
     progress: bool = True,
     probe: Probe | None = None,
-) -> dict[str, Any]:
+) -> RunReport:
     """Unlearn T + V under the budget, save the model, attack with T, and report V, in one folder.
 
+    Configs, fact files and the T/V pair are checked before the model is loaded.
     `probe(stage, model, tokenizer)`, if given, is called before unlearning, after it and after the
     attack (e.g. a `cir.probes.StageProbe` scoring held-out knowledge).
 
@@ -272,75 +305,46 @@ def run(
     """
     sections = split_sections(raw, RUN_SECTIONS, "config")
     loop, method = unlearn_configs(sections)
-    attack_cfg = attack_config(attack, sections)
+    attacker = ATTACKS.build(attack, attack_config(attack, sections))
     check_output_dir(out, force)
-    loaded = load_inputs(inputs, progress)
-    train, evaluate = attack_facts(inputs, loaded.demo)
+    demo = default_world(inputs, progress)
+    train, evaluate = attack_facts(inputs, demo)
+    attacker.check(train, evaluate)
+    loaded = open_model(inputs, demo, load_data(inputs, demo))
     probe = probe or (lambda stage, model, tokenizer: None)
     with atomic_output_dir(out, force, protected=[loaded.source] if loaded.source else []) as staging:
         probe("before unlearning", loaded.model, loaded.tokenizer)
         result = unlearn(loaded.model, loaded.tokenizer, loaded.data, loop, method, progress)
-        summary = unlearn_summary(result, loop, method, loaded)
         probe("after unlearning", loaded.model, loaded.tokenizer)
-        loaded.model.save_pretrained(staging)  # the unlearned model, before the attack changes it
-        loaded.tokenizer.save_pretrained(staging)
-        write_jsonl(staging / "metrics.jsonl", result.history)
-        write_json_atomic(staging / "summary.json", summary)
-        attacked = ATTACKS.build(attack, attack_cfg).run(
-            loaded.model, loaded.tokenizer, train, evaluate, progress
-        )
+        write_unlearned(staging, result, loop, method, loaded)  # before the attack changes the model
+        attacked = attacker.run(loaded.model, loaded.tokenizer, train, evaluate, progress)
         write_attack(staging, attack, attacked)
         probe("after the attack", loaded.model, loaded.tokenizer)
-        report = run_report(summary, attacked, method=loop.method, attack=attack)
-        write_json_atomic(staging / "report.json", report)
-        (staging / "report.md").write_text(report_markdown(report), encoding="utf-8")
+        report = run_report(result, attacked, method=loop.method, attack=attack)
+        write_json_atomic(staging / "report.json", report.to_json())
+        (staging / "report.md").write_text(run_markdown(report), encoding="utf-8")
     return report
 
 
 def write_attack(folder: Path, attack: str, result: AttackResult) -> None:
-    """attack.jsonl (one line per epoch) and attack_summary.json."""
-    write_jsonl(folder / "attack.jsonl", result.history)
-    write_json_atomic(folder / "attack_summary.json", {"attack": attack, **result.summary})
+    """attack.jsonl (one AttackEpoch a line) and attack_summary.json."""
+    write_jsonl(folder / "attack.jsonl", [epoch.to_json() for epoch in result.history])
+    write_json_atomic(folder / "attack_summary.json", {"attack": attack, **result.to_json()})
 
 
-def run_report(summary: dict[str, Any], attacked: AttackResult, method: str, attack: str) -> dict[str, Any]:
-    """V's metrics before unlearning, after it and after the attack, plus the disruption."""
-    before_attack = attacked.history[0]
-    return {
-        "method": method,
-        "attack": attack,
-        "post_attack_definition": attacked.summary["post_attack_definition"],
-        "v_after_unlearning": {
-            k[len("eval_") :]: v for k, v in before_attack.items() if k.startswith("eval_")
-        },
-        "v_post_attack": {k[len("eval_") :]: v for k, v in attacked.summary["post_attack"].items()},
-        "forget_before": {
-            k[len("forget_") :]: v for k, v in summary["before"].items() if k.startswith("forget_")
-        },
-        "forget_after": {
-            k[len("forget_") :]: v for k, v in summary["after"].items() if k.startswith("forget_")
-        },
-        "general_loss_before": summary["before"]["general_loss"],
-        "general_loss_after": summary["after"]["general_loss"],
-        "epochs": summary["epochs"],
-        "stop_reason": summary["stop_reason"],
-        "seconds_per_fact": summary["seconds_per_fact"],
-    }
-
-
-def report_markdown(report: dict[str, Any]) -> str:
-    """A short Markdown report of a run."""
-    keys = list(report["v_post_attack"])
-    rows = [
-        {"stage": "all forget facts, before unlearning", **report["forget_before"]},
-        {"stage": "all forget facts, after unlearning", **report["forget_after"]},
-        {"stage": "V, after unlearning", **report["v_after_unlearning"]},
-        {"stage": "V, post-attack", **report["v_post_attack"]},
-    ]
-    return (
-        f"# {report['method']} then {report['attack']}\n\n{table(rows, ['stage', *keys], markdown=True)}\n\n"
-        f"Post-attack: {report['post_attack_definition']}.\n\n"
-        f"General-text loss {report['general_loss_before']:.4f} -> {report['general_loss_after']:.4f}; "
-        f"{report['epochs']} epoch(s) kept ({report['stop_reason']}); "
-        f"{report['seconds_per_fact']:.3f} s per fact.\n"
+def run_report(result: UnlearnResult, attacked: AttackResult, method: str, attack: str) -> RunReport:
+    """V's scores before unlearning, after it and after the attack, plus the disruption."""
+    return RunReport(
+        method=method,
+        attack=attack,
+        post_attack_definition=attacked.post_attack_definition,
+        v_after_unlearning=attacked.before,
+        v_post_attack=attacked.post_attack,
+        forget_before=result.history.before.facts,
+        forget_after=result.kept.facts,
+        general_loss_before=result.history.before.disruption.general_loss,
+        general_loss_after=result.kept.disruption.general_loss,
+        epochs=result.epochs,
+        stop_reason=result.stop_reason,
+        seconds_per_fact=result.seconds_per_fact,
     )

@@ -6,51 +6,51 @@ each budget as a vertical line; right, the V metric against the attack epoch. On
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from cir.records import BenchResults
 
 CHANCE = {"acc_t1": 0.25, "acc_t0": 0.25}  # four choices
 
 
-def bench_plots(results: Mapping[str, Any], folder: Path) -> list[Path]:
+def bench_plots(results: BenchResults, folder: Path) -> list[Path]:
     """Write one dual figure per (metric, budget) into `folder`; returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
-    metric = results["config"]["bench"]["metric"]
+    metric = results.config["bench"]["metric"]
     paths = []
     for name in dict.fromkeys([metric, "acc_t1"]):
-        for budget in results["config"]["bench"]["budgets"]:
+        for budget in results.config["bench"]["budgets"]:
             path = folder / f"bench_{name}_budget{100 * budget:g}pct.png"
             _dual_figure(results, name, budget, path)
             paths.append(path)
     return paths
 
 
-def _dual_figure(results: Mapping[str, Any], metric: str, budget: float, path: Path) -> None:
+def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    bench = results["config"]["bench"]
+    bench = results.config["bench"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     colours = plt.get_cmap("tab10")
     for index, method in enumerate(bench["methods"]):
-        runs = [r for r in results["runs"] if r["method"] == method and r["budget"] == budget]
+        runs = [r for r in results.runs if r.method == method and r.budget == budget]
         if not runs:
             continue
         colour = colours(index % 10)
         for seed, run in enumerate(runs):
-            steps = run["unlearn_trajectory"]
-            base = steps[0]["general_loss"]
+            steps = run.unlearn_trajectory
+            base = run.general_loss_before
             left.plot(
-                [100 * (s["general_loss"] / base - 1) for s in steps],
-                [s[f"forget_{metric}"] for s in steps],
+                [100 * (s.general_loss / base - 1) for s in steps if s.general_loss is not None],
+                [s.v.metric(metric) for s in steps if s.general_loss is not None],
                 color=colour,
                 alpha=0.85 if seed == 0 else 0.35,
                 marker=".",
                 label=method if seed == 0 else None,
             )
-        attack = [[h[f"eval_{metric}"] for h in r["attack_trajectory"]] for r in runs]
+        attack = [[point.v.metric(metric) for point in r.attack_trajectory] for r in runs]
         epochs = range(min(len(a) for a in attack))
         mean = [sum(a[e] for a in attack) / len(attack) for e in epochs]
         right.plot(list(epochs), mean, color=colour, marker=".", label=method)

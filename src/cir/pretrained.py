@@ -23,6 +23,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from cir.errors import ModelError
+from cir.outputs import atomic_output_dir
 from cir.runtime import cache_root
 
 
@@ -126,8 +127,6 @@ def convert_gguf(
     folder = folder or cache_root(cache_dir) / f"gguf-{path.stem}-{digest[:12]}-v{CONVERSION_VERSION}"
     if (folder / DONE_MARKER).is_file():
         return folder
-    from cir.model_io import atomic_output_dir  # model_io resolves names through this module
-
     model, tokenizer = _load_gguf(path, progress)
     if bos_token is not None:
         tokenizer.bos_token = bos_token

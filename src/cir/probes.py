@@ -16,7 +16,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cir.data.batches import encode
 from cir.data.facts import Fact
-from cir.evals.metrics import answer_context, evaluate_facts, evaluating, model_device
+from cir.evals.metrics import answer_context, evaluating, model_device
+from cir.evals.scores import evaluate_facts
+from cir.records import FactScores
 from cir.report import table
 
 STAGES = ("before unlearning", "after unlearning", "after the attack")
@@ -29,7 +31,7 @@ class StageProbe:
     heldout: dict[str, list[Fact]]  # name (e.g. a domain) -> facts the unlearning should not touch
     prompts: list[str]  # completed greedily at each stage
     max_new_tokens: int = 6
-    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # stage -> name -> metric
+    scores: dict[str, dict[str, FactScores]] = field(default_factory=dict)  # stage -> held-out set -> scores
     completions: dict[str, list[str]] = field(default_factory=dict)  # stage -> one completion per prompt
 
     @classmethod
@@ -51,7 +53,7 @@ class StageProbe:
         """Two tables: held-out knowledge per stage, and each prompt's completion per stage."""
         stages = [s for s in STAGES if s in self.scores]
         rows = [
-            {"held-out set": name, "facts": len(facts), "stage": stage, **self.scores[stage][name]}
+            {"held-out set": name, "facts": len(facts), "stage": stage, **self.scores[stage][name].to_json()}
             for name, facts in self.heldout.items()
             for stage in stages
         ]

@@ -21,6 +21,7 @@ from cir.fact_sets import FactSetPaths, fact_sets_for, heldout_facts
 from cir.pipeline import Inputs, config_source, run
 from cir.pretrained import BUILTIN_MODELS
 from cir.probes import StageProbe
+from cir.records import RunReport
 from cir.report import table
 
 SHOWN_FACTS = 4  # V facts whose cloze prompts are completed greedily at each stage
@@ -32,7 +33,7 @@ VAL_SHARE = 0.2
 class RealDemo:
     """What the demo produced: the run's report, the probe's tables and the fact sets' build report."""
 
-    report: dict[str, Any]
+    report: RunReport
     probe: StageProbe
     fact_sets: dict[str, Any]
     paths: FactSetPaths

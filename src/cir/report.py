@@ -1,12 +1,25 @@
-"""Readable tables of results: plain text for the terminal, Markdown for files."""
+"""Readable results: the bench's aggregate table, plain-text and Markdown tables, and run reports.
+
+`aggregate` turns the bench's runs into one row per (budget, method) of means and `_std`s over
+seeds; `retable` rebuilds a results folder's table and Markdown from its recorded runs.
+"""
 
 from __future__ import annotations
 
+import json
+import statistics
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from cir.errors import DataError
+from cir.files import read_text
+from cir.outputs import write_json_atomic
+from cir.records import BenchResults, BenchRun, RunReport
 
 V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
 STAGES = ("before", "unlearned", "post_attack")
+ABLATIONS = ("cir", "mlp_breaking")  # not baselines: CIR itself and CIR without the collapse
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -43,16 +56,13 @@ def _pm(row: Mapping[str, Any], key: str, digits: int = 3) -> str:
     return f"{value:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{value:.{digits}f}"
 
 
-def bench_markdown(results: Mapping[str, Any]) -> str:
+def bench_markdown(results: BenchResults) -> str:
     """The bench's Markdown report: one table per budget, then the definitions."""
-    metric = results["config"]["bench"]["metric"]
-    lines = [f"# Bench: V {metric} before unlearning, after it, and after the attack", ""]
-    lines.append(
-        f"{results['facts']} known facts; mean ± std over seeds. Attack: "
-        f"{results['config']['bench']['attack']}."
-    )
-    for budget in results["config"]["bench"]["budgets"]:
-        rows = [r for r in results["table"] if r["budget"] == budget]
+    bench = results.config["bench"]
+    lines = [f"# Bench: V {bench['metric']} before unlearning, after it, and after the attack", ""]
+    lines.append(f"{results.facts} known facts; mean ± std over seeds. Attack: {bench['attack']}.")
+    for budget in bench["budgets"]:
+        rows = [r for r in results.table if r["budget"] == budget]
         lines += ["", f"## Budget {100 * budget:g}% general-loss rise", ""]
         cells = [
             {
@@ -79,5 +89,133 @@ def bench_markdown(results: Mapping[str, Any]) -> str:
         ]
         lines.append(table(others, list(others[0]), markdown=True))
     lines += ["", "## Definitions", ""]
-    lines += [f"- **{k}**: {v}" for k, v in results["definition"].items()]
+    lines += [f"- **{k}**: {v}" for k, v in results.definition.items()]
     return "\n".join(lines) + "\n"
+
+
+def run_markdown(report: RunReport) -> str:
+    """A short Markdown report of `cir run`."""
+    stages = {
+        "all forget facts, before unlearning": report.forget_before,
+        "all forget facts, after unlearning": report.forget_after,
+        "V, after unlearning": report.v_after_unlearning,
+        "V, post-attack": report.v_post_attack,
+    }
+    rows = [{"stage": stage, **scores.to_json()} for stage, scores in stages.items()]
+    return (
+        f"# {report.method} then {report.attack}\n\n{table(rows, list(rows[0]), markdown=True)}\n\n"
+        f"Post-attack: {report.post_attack_definition}.\n\n"
+        f"General-text loss {report.general_loss_before:.4f} -> {report.general_loss_after:.4f}; "
+        f"{report.epochs} epoch(s) kept ({report.stop_reason}); "
+        f"{report.seconds_per_fact:.3f} s per fact.\n"
+    )
+
+
+def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
+    """What each reported number means."""
+    return {
+        "post_attack": runs[0].post_attack_definition if runs else "",
+        "drop": "V metric before unlearning minus V metric post-attack (higher = more robustly forgotten)",
+        "ratio": "CIR's drop / the best baseline's drop at the same budget, per seed, then mean and std",
+        "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
+        "acc_t1": "mean renormalised probability of the right choice",
+        "acc_t0": "argmax accuracy",
+        "general_loss_change": "relative change of held-out general-text loss, in percent",
+        "seconds_per_fact": "unlearning wall time (setup, steps, budget checks) up to the kept epoch / facts",
+    }
+
+
+def aggregate(
+    runs: Sequence[BenchRun], methods: Sequence[str], budgets: Sequence[float], metric: str
+) -> list[dict[str, Any]]:
+    """One row per (budget, method): mean and std over seeds, the drop, and the ratio to the best baseline."""
+    rows = []
+    for budget in budgets:
+        drops = {
+            name: {r.seed: drop(r, metric) for r in runs if r.method == name and r.budget == budget}
+            for name in methods
+        }
+        baselines = [n for n in methods if n not in ABLATIONS and drops[n]]
+        best = max(baselines, key=lambda n: statistics.fmean(drops[n].values()), default=None)
+        for name in methods:
+            mine = [r for r in runs if r.method == name and r.budget == budget]
+            rows.append(
+                {
+                    "budget": budget,
+                    "method": name,
+                    **summarise(mine, metric),
+                    **ratio(drops[name], drops[best] if best else {}, best),
+                }
+            )
+    return rows
+
+
+def drop(run: BenchRun, metric: str) -> float:
+    """V's `metric` before unlearning minus post-attack."""
+    return run.v_before.metric(metric) - run.v_post_attack.metric(metric)
+
+
+def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
+    """Mean and std over seeds of the row's numbers."""
+
+    def stats(key: str, values: list[float]) -> dict[str, float]:
+        return {
+            key: statistics.fmean(values),
+            f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
+
+    columns = {
+        **{stage: [r.v(stage).metric(metric) for r in runs] for stage in STAGES},
+        "drop": [drop(r, metric) for r in runs],
+        # every V metric at every stage (e.g. acc_t0_unlearned), the headline one included
+        **{
+            f"{name}_{stage}": [r.v(stage).metric(name) for r in runs]
+            for name in V_METRICS
+            for stage in STAGES
+        },
+        "general_loss_change": [100 * (r.general_loss_after / r.general_loss_before - 1) for r in runs],
+        "epochs": [float(r.epochs) for r in runs],
+        "seconds_per_fact": [r.seconds_per_fact for r in runs],
+    }
+    row: dict[str, Any] = {"seeds": len(runs)}
+    for key, values in columns.items():
+        row |= stats(key, values)
+    return row
+
+
+def ratio(mine: dict[int, float], best: dict[int, float], best_name: str | None) -> dict[str, Any]:
+    """Drop / best baseline's drop, per seed, then mean and std (None where the baseline's drop <= 0)."""
+    per_seed = [mine[s] / best[s] for s in mine if s in best and best[s] > 0]
+    return {
+        "best_baseline": best_name,
+        "ratio": statistics.fmean(per_seed) if per_seed else None,
+        "ratio_std": statistics.stdev(per_seed) if len(per_seed) > 1 else None,
+    }
+
+
+def load_bench_results(path: Path) -> BenchResults:
+    """Read a bench's results.json.
+
+    Raises:
+        DataError: naming the file if it is unreadable, not JSON or not in `BenchResults`' form.
+    """
+    text = read_text(path, "bench results file")
+    try:
+        return BenchResults.from_json(json.loads(text))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise DataError(f"{path}: not a bench results file ({type(error).__name__}: {error})") from error
+
+
+def retable(folder: Path) -> BenchResults:
+    """Rebuild `folder`'s results table and results.md from the runs recorded in its results.json.
+
+    Raises:
+        DataError: as `load_bench_results`.
+    """
+    results = load_bench_results(folder / "results.json")
+    bench = results.config["bench"]
+    results.table = aggregate(results.runs, bench["methods"], bench["budgets"], bench["metric"])
+    results.definition = definitions(results.runs)
+    write_json_atomic(folder / "results.json", results.to_json())
+    (folder / "results.md").write_text(bench_markdown(results), encoding="utf-8")
+    return results

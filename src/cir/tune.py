@@ -24,10 +24,10 @@ from tqdm.auto import tqdm
 from cir.attacks.base import AttackConfig
 from cir.bench import BenchConfig, bench_configs, bench_one, load_bench, per_method_configs
 from cir.config import to_dict
-from cir.data.facts import Fact
+from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
 from cir.pipeline import Inputs, Loaded
-from cir.registry import METHODS
+from cir.registry import ATTACKS, METHODS
 from cir.unlearn import UnlearnConfig
 
 DEFAULT_DB = "cir-tune.db"  # in the working directory
@@ -100,7 +100,7 @@ def tune(
         ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
     """
     url, name = storage_url(storage), study_name or default_study_name(method, budget)
-    setup, _ = prepare(inputs, raw_config, method, trials, progress)
+    setup, _ = prepare(inputs, raw_config, method, trials, seed, progress)
     return optimize(setup, method, trials, url, name, budget, seed, progress, worker)
 
 
@@ -120,7 +120,7 @@ def tune_all(
         ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
     """
     url = storage_url(storage)
-    setup, methods = prepare(inputs, raw_config, None, trials, progress)
+    setup, methods = prepare(inputs, raw_config, None, trials, seed, progress)
     return [
         optimize(setup, m, trials, url, default_study_name(m, budget), budget, seed, progress, worker)
         for m in methods
@@ -128,13 +128,14 @@ def tune_all(
 
 
 def prepare(
-    inputs: Inputs, raw_config: dict[str, Any], method: str | None, trials: int, progress: bool
+    inputs: Inputs, raw_config: dict[str, Any], method: str | None, trials: int, seed: int, progress: bool
 ) -> tuple[Setup, list[str]]:
-    """Check the configs, then load the model and data once; also the methods to tune.
+    """Check the configs, load the model and data once, and check the trials' T/V split; also the methods.
 
     Raises:
         ConfigError: for a bad config, `trials` < 1, or a method (`method`, else every one in
             bench.methods) without a search space.
+        DataError: if the split at `seed` leaves a side empty, or the attack refuses it.
     """
     bench, loop, attack, overrides = bench_configs(raw_config, [method] if method else [])
     methods = [method] if method else bench.methods
@@ -144,6 +145,7 @@ def prepare(
     if untunable:
         raise ConfigError(f"methods {untunable} have no search space (register one to tune them)")
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
+    ATTACKS.build(bench.attack, attack).check(*split_facts(facts, bench.val_fraction, seed))
     return Setup(bench, loop, attack, overrides, loaded, facts, original), methods
 
 
@@ -196,12 +198,13 @@ def objective(setup: Setup, method: str, budget: float, seed: int) -> Any:
         (result,) = bench_one(
             setup.loaded, setup.facts, bench, setup.loop, method, config, setup.attack, seed, setup.original
         )
-        if "interrupted" in result["stop_reasons"].values():
+        if "interrupted" in result.stop_reasons.values():
             raise KeyboardInterrupt  # a cut-short trial must not score: Optuna marks it failed
+        recorded = result.to_json()
         for key in TRIAL_ATTRS:
-            trial.set_user_attr(key, result[key])
+            trial.set_user_attr(key, recorded[key])
         trial.set_user_attr("method_config", to_dict(config))
-        return result["v_post_attack"][bench.metric]
+        return result.v_post_attack.metric(bench.metric)
 
     return run
 

@@ -2,32 +2,33 @@
 
     setup (cache originals) -> measure -> for each epoch: steps -> end_epoch -> measure -> budget check
 
-The returned model is the last one within the disruption budget (method.md §4). Per epoch it logs
-the forget facts' accuracy and answer probability, the general-text loss, the KL to the original,
-the update norm and the wall time.
+The returned model is the one after `budget.last_epoch_within` (method.md §4). Each epoch's
+`EpochRecord` holds the method's step logs, the monitored facts' `FactScores`, the disruption
+(general-text loss, KL to the original) and the wall time so far.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.budget import BudgetMetric, DisruptionBudget, WeightSnapshot
+from cir.budget import BudgetMetric, DisruptionBudget, EpochSnapshots, last_epoch_within
+from cir.config import require
 from cir.data.batches import Batch, make_batches
 from cir.data.facts import Fact, fact_sentences
-from cir.evals.metrics import McqFormat, evaluate_facts, general_loss, kl_to_reference, reference_logprobs
+from cir.evals.metrics import general_loss, kl_to_reference, reference_logprobs
+from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
 from cir.methods.base import Method, MethodConfig
+from cir.records import Disruption, EpochRecord, FactScores, UnlearnHistory
 from cir.registry import METHODS
 from cir.runtime import interrupt_flag, seed_everything
 
-EpochCallback = Callable[[dict[str, float], list[nn.Parameter]], None]
+EpochCallback = Callable[[EpochRecord], None]
 
 
 @dataclass
@@ -46,6 +47,27 @@ class UnlearnConfig:
     track_kl: bool = True  # also log KL(original || current) on general text each epoch
     seed: int = 0  # seeds data order and randomised PCA
 
+    def __post_init__(self) -> None:
+        """Check ranges (the method's name is checked against the registry where it is built).
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "unlearn",
+            [
+                ("budget", ">= 0", self.budget >= 0),
+                ("budget_metric", "general_loss or kl", self.budget_metric in ("general_loss", "kl")),
+                ("max_epochs", ">= 1", self.max_epochs >= 1),
+                ("batch_size", ">= 1", self.batch_size >= 1),
+                ("sentences_per_fact", ">= 1", self.sentences_per_fact >= 1),
+                ("max_length", ">= 2", self.max_length >= 2),
+                ("eval_batch_size", ">= 1", self.eval_batch_size >= 1),
+                ("mcq_format", f"one of {list(MCQ_FORMATS)}", self.mcq_format in MCQ_FORMATS),
+            ],
+        )
+
 
 @dataclass
 class UnlearnData:
@@ -59,15 +81,26 @@ class UnlearnData:
 
 @dataclass
 class UnlearnResult:
-    """The unlearned model (last in-budget weights) and how the run went."""
+    """The unlearned model (the weights of the kept epoch) and how the run went."""
 
     model: PreTrainedModel
-    history: list[dict[str, float]]  # entry 0: before unlearning; entry e: after epoch e
+    history: UnlearnHistory  # entry 0: before unlearning; entry e: after epoch e (it may be over budget)
     stop_reason: str  # "budget", "max_epochs" or "interrupted"
-    epochs: int  # epochs whose weights were kept
+    epochs: int  # the kept epoch: `last_epoch_within(history, budget)`
+    budget: DisruptionBudget  # the disruption allowed (its `limit`) and the baseline it is relative to
     seconds: float  # unlearning wall time: setup + steps + budget checks (not the fact evaluations)
-    seconds_per_fact: float
-    summary: dict[str, Any] = field(default_factory=dict)
+    facts: int  # forget facts
+    snapshots: EpochSnapshots | None = None  # every epoch's trained weights, with keep_every_epoch
+
+    @property
+    def kept(self) -> EpochRecord:
+        """The record of the kept epoch (the returned model's)."""
+        return self.history[self.epochs]
+
+    @property
+    def seconds_per_fact(self) -> float:
+        """Unlearning wall time / forget facts."""
+        return self.seconds / self.facts
 
 
 def unlearn(
@@ -78,12 +111,20 @@ def unlearn(
     method_config: MethodConfig | None = None,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
+    keep_every_epoch: bool = False,
 ) -> UnlearnResult:
     """Unlearn `data.forget_facts` from `model` in place with the configured method.
 
-    `on_epoch(entry, parameters)` is called after each epoch's measurement, before the budget check,
-    with the epoch's history entry and the trained parameters (e.g. to snapshot the weights at several
-    budgets in one run).
+    Args:
+        model: the model to change in place; it holds the kept epoch's weights afterwards.
+        tokenizer: its tokenizer.
+        data: forget facts, retain texts, general texts and the facts to monitor.
+        config: the loop's settings.
+        method_config: the method's settings (its defaults when None).
+        progress: show a bar per epoch.
+        on_epoch: called with each epoch's record after it is measured, before the budget check.
+        keep_every_epoch: keep a CPU copy of the trained weights after every epoch within the
+            budget in `result.snapshots` (the bench's way to reach several budgets in one run).
 
     Raises:
         ConfigError: unknown method or a method setting that cannot apply to this model.
@@ -109,26 +150,26 @@ def unlearn(
         with clock:
             method.setup(model, forget, retain)
             probe.cache_reference()
-            before = probe.measure()
-        budget = DisruptionBudget(config.budget_metric, config.budget, before[config.budget_metric])
-        history = [{"epoch": 0, **before}]
-        snapshot = WeightSnapshot(method.trained_parameters())
-        loop = _Loop(method, probe, budget, snapshot, clock, history, on_epoch)
+            disruption = probe.disruption()
+        history = UnlearnHistory([EpochRecord(0, probe.facts_scores(), disruption, seconds=clock.seconds)])
+        budget = DisruptionBudget.of(config.budget_metric, config.budget, history.before)
+        snapshots = EpochSnapshots(method.trained_parameters(), keep_every_epoch)
+        loop = _Loop(method, probe, budget, snapshots, clock, history, on_epoch)
         stop_reason, kept = loop.run(len(forget), len(retain), config, progress)
     finally:
         for parameter, flag in zip(model.parameters(), flags, strict=True):
             parameter.requires_grad_(flag)
         model.train(was_training)
-    facts = len(data.forget_facts)
-    summary = {
-        "stop_reason": stop_reason,
-        "epochs": kept,
-        "budget_limit": budget.limit,
-        "unlearn_seconds": clock.seconds,
-        "seconds_per_fact": clock.seconds / facts,
-        "facts": facts,
-    }
-    return UnlearnResult(model, history, stop_reason, kept, clock.seconds, clock.seconds / facts, summary)
+    return UnlearnResult(
+        model,
+        history,
+        stop_reason,
+        kept,
+        budget,
+        clock.seconds,
+        len(data.forget_facts),
+        snapshots if keep_every_epoch else None,
+    )
 
 
 @dataclass
@@ -136,15 +177,15 @@ class _Loop:
     method: Method
     probe: _Probe
     budget: DisruptionBudget
-    snapshot: WeightSnapshot
+    snapshots: EpochSnapshots
     clock: _Clock
-    history: list[dict[str, float]]
+    history: UnlearnHistory
     on_epoch: EpochCallback | None
 
     def run(
         self, forget_count: int, retain_count: int, config: UnlearnConfig, progress: bool
     ) -> tuple[str, int]:
-        """Epochs until the budget, max_epochs or Ctrl-C; leaves the last in-budget weights in place."""
+        """Epochs until the budget, max_epochs or Ctrl-C; leaves the kept epoch's weights in place."""
         kept = 0
         with interrupt_flag() as interrupted:
             for epoch in range(config.max_epochs):  # CIR's epoch 0 only gathers statistics
@@ -162,26 +203,28 @@ class _Loop:
                             break
                     sums.update(self.method.end_epoch(epoch))
                 if interrupted.is_set():
-                    self.snapshot.restore()
+                    self.snapshots.restore(kept)
                     return "interrupted", kept
                 with self.clock:
                     disruption = self.probe.disruption()
-                metrics = self.probe.measure_facts() | disruption
                 logs = {key: float(value) for key, value in sums.items()}  # one host copy per epoch
-                self.history.append({"epoch": epoch + 1, **logs, **metrics, "seconds": self.clock.seconds})
+                record = EpochRecord(
+                    epoch + 1, self.probe.facts_scores(), disruption, logs, self.clock.seconds
+                )
+                self.history.append(record)
                 if self.on_epoch is not None:
-                    self.on_epoch(self.history[-1], self.snapshot.parameters)
-                if not self.budget.within(disruption[config.budget_metric]):
-                    self.snapshot.restore()
+                    self.on_epoch(record)
+                if last_epoch_within(self.history, self.budget) != record.epoch:
+                    self.snapshots.restore(kept)
                     return "budget", kept
-                self.snapshot.save()
-                kept = epoch + 1
+                self.snapshots.save(record.epoch)
+                kept = record.epoch
         return "max_epochs", kept
 
 
 @dataclass
 class _Probe:
-    """Measures the model: the forget facts (monitoring) and the disruption (the budget)."""
+    """Measures the model: the monitored facts and the disruption (the budget)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -195,23 +238,16 @@ class _Probe:
         if self.config.track_kl or self.config.budget_metric == "kl":
             self.reference = reference_logprobs(self.model, self.general)
 
-    def disruption(self) -> dict[str, float]:
+    def disruption(self) -> Disruption:
         """General-text loss and, when tracked, KL(original || current)."""
-        values = {"general_loss": general_loss(self.model, self.general)}
-        if self.reference is not None:
-            values["kl"] = kl_to_reference(self.model, self.general, self.reference)
-        return values
+        kl = None if self.reference is None else kl_to_reference(self.model, self.general, self.reference)
+        return Disruption(general_loss(self.model, self.general), kl)
 
-    def measure_facts(self) -> dict[str, float]:
-        """Accuracy, answer probability and recall loss on the forget facts, prefixed `forget_`."""
-        scores = evaluate_facts(
+    def facts_scores(self) -> FactScores:
+        """Accuracy, answer probability and recall loss of the monitored facts."""
+        return evaluate_facts(
             self.model, self.tokenizer, self.facts, self.config.mcq_format, self.config.eval_batch_size
         )
-        return {f"forget_{k}": v for k, v in scores.items()}
-
-    def measure(self) -> dict[str, float]:
-        """Both of the above."""
-        return self.measure_facts() | self.disruption()
 
 
 def _batches(

@@ -10,7 +10,8 @@ import tiny
 from cir.attacks.few_shot import Config, FewShot, solved_block, with_shots
 from cir.data.facts import Fact
 from cir.errors import ConfigError, DataError
-from cir.evals.metrics import answer_context, evaluate_facts
+from cir.evals.metrics import answer_context
+from cir.evals.scores import evaluate_facts
 from cir.registry import ATTACKS
 
 EXTRA = [
@@ -47,26 +48,30 @@ def test_scores_zero_then_k_shot_without_touching_the_weights(arch):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = FewShot(Config(shots=2, seed=1)).run(model, tiny.tokenizer(), TRAIN, EVAL, progress=False)
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
-    assert len(result.history) == 2 and [h["shots"] for h in result.history] == [0, 2]
-    zero = evaluate_facts(model, tiny.tokenizer(), EVAL)
-    two = evaluate_facts(model, tiny.tokenizer(), with_shots(EVAL, TRAIN, 2, seed=1))
+    assert len(result.history) == 2 and [h.epoch for h in result.history] == [0, 1]
+    zero = evaluate_facts(model, tiny.tokenizer(), EVAL).to_json()
+    two = evaluate_facts(model, tiny.tokenizer(), with_shots(EVAL, TRAIN, 2, seed=1)).to_json()
     assert zero != two
     for entry, expected in zip(result.history, (zero, two)):
-        assert {k: entry[f"eval_{k}"] for k in expected} == pytest.approx(expected, rel=1e-6)
-    summary = result.summary
-    assert summary["final"] == pytest.approx({f"eval_{k}": v for k, v in two.items()})
-    best = {f"eval_{k}": (min if k == "recall_loss" else max)(zero[k], two[k]) for k in zero}
-    assert summary["post_attack"] == pytest.approx(best)
-    assert "0-shot and 2-shot" in summary["post_attack_definition"]
-    assert summary["trained_parameters"] == [] and summary["example_question"].count("\nAnswer: ") == 2
+        assert entry.facts.to_json() == pytest.approx(expected, rel=1e-6)
+        assert entry.train_loss is None
+    assert result.final.to_json() == pytest.approx(two)
+    best = {k: (min if k == "recall_loss" else max)(zero[k], two[k]) for k in zero}
+    assert result.post_attack.to_json() == pytest.approx(best)
+    assert "0-shot and 2-shot" in result.post_attack_definition
+    assert result.trained_parameters == [] and result.changes is None and result.stop_reason == "done"
+    assert result.details["shots"] == 2 and result.details["example_question"].count("\nAnswer: ") == 2
 
 
-def test_bad_shots_and_overlap_are_refused():
-    model = tiny.model("llama")
+def test_bad_shots_and_overlap_are_refused_before_any_model():
     with pytest.raises(ConfigError, match=r"attack\.shots must be in 1\.\.5"):
-        FewShot(Config(shots=6)).run(model, tiny.tokenizer(), TRAIN, EVAL)
+        FewShot(Config(shots=6)).check(TRAIN, EVAL)
+    with pytest.raises(ConfigError, match=r"invalid config: attack\.shots must be >= 1, got 0"):
+        Config(shots=0)
     with pytest.raises(DataError, match="V overlaps T"):
-        FewShot(Config()).run(model, tiny.tokenizer(), TRAIN, TRAIN[:1])
+        FewShot(Config()).check(TRAIN, TRAIN[:1])
+    with pytest.raises(DataError, match="V overlaps T"):  # run checks too
+        FewShot(Config()).run(tiny.model("llama"), tiny.tokenizer(), TRAIN, TRAIN[:1])
 
 
 CITIES = [
@@ -111,10 +116,10 @@ def test_cloze_facts_get_cloze_examples_before_their_prompt():
 def test_few_shot_attack_scores_cloze_facts_after_the_examples():
     model, tokenizer = tiny.model("llama"), tiny.tokenizer()
     result = FewShot(Config(shots=2, seed=0)).run(model, tokenizer, CLOZE[:4], CLOZE[4:], progress=False)
-    two = evaluate_facts(model, tokenizer, with_shots(CLOZE[4:], CLOZE[:4], 2, seed=0))
-    assert {k: result.history[1][f"eval_{k}"] for k in two} == pytest.approx(two, rel=1e-6)
-    assert two != pytest.approx(evaluate_facts(model, tokenizer, CLOZE[4:]), rel=1e-4)
-    example = result.summary["example_question"]
+    two = evaluate_facts(model, tokenizer, with_shots(CLOZE[4:], CLOZE[:4], 2, seed=0)).to_json()
+    assert result.history[1].facts.to_json() == pytest.approx(two, rel=1e-6)
+    assert two != pytest.approx(evaluate_facts(model, tokenizer, CLOZE[4:]).to_json(), rel=1e-4)
+    example = result.details["example_question"]
     assert example.count(" is located in ") == 2 and example.endswith(
         "\nIn which country is the city of Izmir?"
     )

@@ -10,8 +10,8 @@ import torch
 import cir.attacks
 import cir.methods  # noqa: F401  (registers the methods)
 import tiny
-from cir import relearn
-from cir.attacks.base import POST_ATTACK_DEFINITION, post_attack, post_attack_metrics, trailing_mean
+from cir.attacks import relearn
+from cir.attacks.base import POST_ATTACK_DEFINITION, post_attack, post_attack_scores, trailing_mean
 from cir.attacks.finetune import Config, Finetune
 from cir.data.batches import make_batches
 from cir.errors import ConfigError, DataError, ModelError
@@ -19,6 +19,7 @@ from cir.hooks import forward
 from cir.losses import cross_entropy
 from cir.methods.cir import Config as CIRConfig
 from cir.modules import decoder_layers, mlp_modules
+from cir.records import AttackEpoch, FactScores
 from cir.registry import ATTACKS, METHODS
 from cir.unlearn import UnlearnConfig, UnlearnData, unlearn
 
@@ -58,9 +59,9 @@ def test_every_claimed_parameter_changes_and_nothing_else(arch, trained, expecte
     claimed = mlp_weight_names(model) if trained == "mlp" else set(before)
     assert len(claimed) == (expected_count or len(before))
     assert changed(before, model) == claimed  # the others are bitwise equal
-    assert set(result.summary["trained_parameters"]) == claimed
-    assert set(result.summary["changed_parameters"]) == claimed
-    assert result.summary["unchanged_claimed"] == [] and result.summary["changed_unclaimed"] == []
+    assert set(result.trained_parameters) == claimed
+    assert set(result.changes.changed_parameters) == claimed
+    assert result.changes.unchanged_claimed == [] and result.changes.changed_unclaimed == []
 
 
 def test_attack_right_after_cir_unlearning_trains_every_layer():
@@ -74,7 +75,7 @@ def test_attack_right_after_cir_unlearning_trains_every_layer():
     assert {m.layer for m in mlp_modules(model)} == {0, 1, 2, 3}
     assert changed(before, model) == mlp_weight_names(model)
     assert all(
-        f"model.layers.3.mlp.{n}.weight" in result.summary["changed_parameters"]
+        f"model.layers.3.mlp.{n}.weight" in result.changes.changed_parameters
         for n in ("gate_proj", "up_proj", "down_proj")
     )
 
@@ -98,20 +99,20 @@ def test_train_eval_overlap_is_refused():
         attack(tiny.model("llama"), evaluated=[])
 
 
-def test_bad_settings_are_named_together():
-    with pytest.raises(ConfigError, match=r"attack\.lr must be > 0.*\n.*attack\.window must be > 0"):
-        attack(tiny.model("llama"), lr=0.0, window=0)
+def test_bad_settings_are_named_together_when_the_config_is_built():
+    with pytest.raises(ConfigError, match=r"attack\.lr must be > 0.*\n.*attack\.window must be >= 1"):
+        Config(lr=0.0, window=0)
+    with pytest.raises(ConfigError, match=r"invalid config: attack\.mcq_format must be one of"):
+        Config(mcq_format="both")
 
 
 def test_history_has_one_entry_per_epoch_plus_before():
     model = tiny.model("llama")
-    result = attack(model, epochs=4, mcq_format="both")
-    assert len(result.history) == 5 and [h["epoch"] for h in result.history] == [0, 1, 2, 3, 4]
-    expected = {"eval_letter_acc_t0", "eval_letter_acc_t1", "eval_choice_acc_t0", "eval_choice_acc_t1"}
-    expected |= {"eval_answer_prob", "eval_recall_loss", "train_loss", "seconds", "epoch"}
-    assert all(set(h) == expected for h in result.history)
-    assert result.history[0]["seconds"] == 0.0 and result.history[-1]["seconds"] > 0
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    result = attack(model, epochs=4, mcq_format="letter")
+    assert len(result.history) == 5 and [h.epoch for h in result.history] == [0, 1, 2, 3, 4]
+    assert set(result.history[0].to_json()) == {"epoch", "facts", "train_loss", "seconds"}
+    assert result.history[0].seconds == 0.0 and result.history[-1].seconds > 0
+    assert result.history[-1].train_loss < result.history[0].train_loss
     # entry 0's train loss is the mean batch loss of T's sentences before any step
     fresh, batches = (
         tiny.model("llama"),
@@ -119,33 +120,35 @@ def test_history_has_one_entry_per_epoch_plus_before():
     )
     with torch.no_grad():
         losses = [float(cross_entropy(forward(fresh, b), b.input_ids, b.attention_mask)) for b in batches]
-    assert result.history[0]["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-5)
-    assert result.summary["post_attack_definition"] == POST_ATTACK_DEFINITION.format(window=3)
-    assert result.summary["post_attack"] == post_attack_metrics(result.history, 3)
-    assert result.summary["stop_reason"] == "epochs"
+    assert result.history[0].train_loss == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+    assert result.post_attack_definition == POST_ATTACK_DEFINITION.format(window=3)
+    assert result.post_attack == post_attack_scores(result.history, 3)
+    assert result.before == result.history[0].facts and result.final == result.history[-1].facts
+    assert result.stop_reason == "epochs"
 
 
 def test_post_attack_is_the_best_trailing_mean_by_hand():
     values = [0.30, 0.50, 0.20, 0.90, 0.40, 0.10]
-    history = [{"eval_acc_t1": v, "eval_recall_loss": 1 - v} for v in values]
     # window 3: 0.30, 0.40, 0.3333, 0.5333, 0.5000, 0.4667
     assert trailing_mean(values, 3) == pytest.approx([0.30, 0.40, 1.0 / 3, 1.6 / 3, 0.5, 1.4 / 3])
-    assert post_attack(history, "eval_acc_t1", 3) == pytest.approx(1.6 / 3)
-    assert post_attack(history, "eval_acc_t1", 1) == pytest.approx(0.90)
-    assert post_attack(history, "eval_acc_t1", 10) == pytest.approx(0.475)  # running mean 1.9 / 4
-    assert post_attack(history, "eval_recall_loss", 3, higher_is_better=False) == pytest.approx(1 - 1.6 / 3)
-    assert post_attack_metrics(history, 3) == pytest.approx(
-        {"eval_acc_t1": 1.6 / 3, "eval_recall_loss": 1 - 1.6 / 3}
-    )
+    assert post_attack(values, 3) == pytest.approx(1.6 / 3)
+    assert post_attack(values, 1) == pytest.approx(0.90)
+    assert post_attack(values, 10) == pytest.approx(0.475)  # running mean 1.9 / 4
+    losses = [1 - v for v in values]
+    assert post_attack(losses, 3, higher_is_better=False) == pytest.approx(1 - 1.6 / 3)
+    history = [AttackEpoch(i, FactScores(v / 2, v, v / 3, 1 - v)) for i, v in enumerate(values)]
+    best = post_attack_scores(history, 3)
+    assert best.acc_t1 == pytest.approx(1.6 / 3) and best.acc_t0 == pytest.approx(0.8 / 3)
+    assert best.recall_loss == pytest.approx(1 - 1.6 / 3)  # the min: lower is better
     with pytest.raises(ConfigError, match="window must be at least 1"):
-        post_attack(history, "eval_acc_t1", 0)
-    with pytest.raises(ConfigError, match="history entry 0 has no 'eval_acc_t0'"):
-        post_attack(history, "eval_acc_t0", 3)
+        post_attack(values, 0)
+    with pytest.raises(ConfigError, match="history is empty"):
+        post_attack([], 3)
 
 
 def test_same_seed_same_history_other_seed_other_order():
     def strip(result):
-        return [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
+        return [(h.epoch, h.facts, h.train_loss) for h in result.history]
 
     first, second = attack(tiny.model("llama"), seed=3), attack(tiny.model("llama"), seed=3)
     assert strip(first) == strip(second)
@@ -163,7 +166,7 @@ def test_interrupt_stops_after_the_current_epoch_and_restores_the_model(monkeypa
     model = tiny.model("llama").train()
     model.lm_head.weight.requires_grad_(False)
     result = attack(model, epochs=5)
-    assert result.summary["stop_reason"] == "interrupted" and len(result.history) == 2
+    assert result.stop_reason == "interrupted" and len(result.history) == 2
     assert model.training and all(m.training for m in model.modules())
     assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["lm_head.weight"]
     assert all(p.grad is None for p in model.parameters())
@@ -173,7 +176,7 @@ def test_claimed_parameter_that_does_not_move_is_reported():
     model = tiny.model("llama")
     with pytest.warns(RuntimeWarning, match="12 claimed parameter\\(s\\) did not change"):
         result = attack(model, optimizer="sgd", lr=1e-30, epochs=1)
-    assert set(result.summary["unchanged_claimed"]) == mlp_weight_names(model)
+    assert set(result.changes.unchanged_claimed) == mlp_weight_names(model)
 
 
 @pytest.fixture(scope="module")
@@ -202,10 +205,10 @@ def protocol_attack(model):
 
 def test_protocol_attack_does_not_erase_what_an_intact_model_knows(knowing_model):
     result = protocol_attack(copy.deepcopy(knowing_model))
-    before = result.history[0]["eval_answer_prob"]
+    before = result.before.answer_prob
     assert before > 0.8  # the model knows V
     # across model seeds 0..2 the largest fall seen was 0.07 (0.93 -> 0.86)
-    assert min(h["eval_answer_prob"] for h in result.history) > before - 0.1
+    assert min(h.facts.answer_prob for h in result.history) > before - 0.1
 
 
 def test_protocol_attack_recovers_a_fact_unlearned_by_grad_diff(knowing_model):
@@ -216,9 +219,9 @@ def test_protocol_attack_recovers_a_fact_unlearned_by_grad_diff(knowing_model):
     data = UnlearnData(PROTOCOL_EVAL, tiny.TEXTS[3:5], tiny.TEXTS[3:5])
     config = UnlearnConfig(method="grad_diff", budget=1e9, max_epochs=3, track_kl=False)
     unlearned = unlearn(model, tiny.tokenizer(), data, config, GradDiffConfig(step_norm=1.0), progress=False)
-    forgotten = unlearned.history[-1]["forget_answer_prob"]
-    assert forgotten < unlearned.history[0]["forget_answer_prob"] - 0.3  # 0.94 -> 0.10 at seed 0
+    forgotten = unlearned.history[-1].facts.answer_prob
+    assert forgotten < unlearned.history.before.facts.answer_prob - 0.3  # 0.94 -> 0.10 at seed 0
     result = protocol_attack(model)
-    assert result.history[0]["eval_answer_prob"] == pytest.approx(forgotten, rel=1e-4)
+    assert result.before.answer_prob == pytest.approx(forgotten, rel=1e-4)
     # seed 0: 0.10 -> 0.26; model seeds 1 and 2 gave +0.21 and +0.38
-    assert result.summary["post_attack"]["eval_answer_prob"] > forgotten + 0.1
+    assert result.post_attack.answer_prob > forgotten + 0.1

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tiny
-from cir.attacks.base import post_attack_metrics
+from cir.attacks.base import post_attack_scores
 from cir.attacks.lora import Config, Lora, target_modules
 from cir.errors import ConfigError, DataError
 from cir.modules import mlp_modules
@@ -39,7 +39,7 @@ def test_adapter_trains_then_leaves_the_model_exactly_as_it_was(arch, recwarn):
     logits = model(**ids).logits.detach()
     result = attack(model)
     history = result.history
-    assert len(history) == 5 and history[-1]["train_loss"] < history[0]["train_loss"] - 0.05
+    assert len(history) == 5 and history[-1].train_loss < history[0].train_loss - 0.05
     assert not any("lora" in n for n, _ in model.named_modules())
     assert [(n, type(m).__name__) for n, m in model.named_modules()] == names
     for name, parameter in model.named_parameters():
@@ -49,12 +49,12 @@ def test_adapter_trains_then_leaves_the_model_exactly_as_it_was(arch, recwarn):
     assert not hasattr(model, "peft_config")
     # every MLP linear of every layer got an adapter A (rank, d_in) and B (d_out, rank), and both moved
     modules = mlp_modules(model)
-    assert result.summary["target_modules"] == [m.name for m in modules]
-    assert result.summary["adapter_parameters"] == sum(4 * sum(m.weight.shape) for m in modules)
-    assert len(result.summary["trained_parameters"]) == 2 * len(modules)
-    assert sorted(result.summary["changed_parameters"]) == sorted(result.summary["trained_parameters"])
-    assert result.summary["unchanged_claimed"] == [] and result.summary["changed_unclaimed"] == []
-    assert result.summary["post_attack"] == post_attack_metrics(history, 3)
+    assert result.details["target_modules"] == [m.name for m in modules]
+    assert result.details["adapter_parameters"] == sum(4 * sum(m.weight.shape) for m in modules)
+    assert len(result.trained_parameters) == 2 * len(modules)
+    assert sorted(result.changes.changed_parameters) == sorted(result.trained_parameters)
+    assert result.changes.unchanged_claimed == [] and result.changes.changed_unclaimed == []
+    assert result.post_attack == post_attack_scores(history, 3)
     assert not [w for w in recwarn if "fan_in_fan_out" in str(w.message)]  # Conv1D was detected
 
 
@@ -81,11 +81,11 @@ def test_target_modules_by_suffix_and_errors():
     with pytest.raises(ConfigError, match="'q_proj' matches no linear module"):
         target_modules(model, ["q_proj"])
     result = attack(tiny.model("llama"), target_modules=["down_proj"], epochs=1)
-    assert result.summary["target_modules"] == [f"model.layers.{i}.mlp.down_proj" for i in range(4)]
+    assert result.details["target_modules"] == [f"model.layers.{i}.mlp.down_proj" for i in range(4)]
 
 
 def test_overlap_and_bad_rank_are_refused():
     with pytest.raises(DataError, match="V overlaps T"):
         attack(tiny.model("llama"), train=list(tiny.FACTS))
-    with pytest.raises(ConfigError, match=r"attack\.rank must be > 0"):
-        attack(tiny.model("llama"), rank=0)
+    with pytest.raises(ConfigError, match=r"attack\.rank must be >= 1.*\n.*attack\.alpha must be > 0"):
+        Config(rank=0, alpha=0.0)

@@ -1,4 +1,5 @@
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,9 +14,15 @@ from cir.data.facts import (
     save_facts,
     split_facts,
 )
+from cir.data.world import WorldConfig, generate_world
 from cir.errors import DataError
 
-WMDP_DIR = Path(__file__).parents[2] / ".." / "shared" / "data" / "wmdp_deduped_bio"
+# The WMDP-Deduped files are never committed (method.md §8): they live in the shared folder next to
+# the checkout, or wherever CIR_SHARED_DATA points.
+SHARED_DATA = Path(
+    os.environ.get("CIR_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
+)
+WMDP_DIR = SHARED_DATA / "wmdp_deduped_bio"
 WMDP_COUNTS = {"T": 114, "V": 31, "dev_T": 34, "dev_V": 10}
 
 GOOD = {
@@ -135,7 +142,7 @@ def test_blank_lines_are_skipped(tmp_path):
 @pytest.fixture(scope="module")
 def wmdp():
     if not WMDP_DIR.is_dir():
-        pytest.skip(f"WMDP-Deduped data folder {WMDP_DIR.resolve()} is absent (shared/ not checked out)")
+        pytest.skip(f"WMDP-Deduped data folder {WMDP_DIR} is absent (set CIR_SHARED_DATA to its parent)")
     return {name: load_facts(WMDP_DIR / f"{name}_corpus_simple.jsonl") for name in WMDP_COUNTS}
 
 
@@ -146,9 +153,28 @@ def test_wmdp_files_load_with_expected_counts(wmdp):
         assert all(isinstance(f.extra["Llama-3.2-1B"], float) for f in facts)
 
 
+def shared_questions_and_sentences(train, val):
+    questions = {f.question.strip() for f in train} & {f.question.strip() for f in val}
+    sentences = {s.strip() for f in train for s in f.sentences} & {
+        s.strip() for f in val for s in f.sentences
+    }
+    return questions | sentences
+
+
 def test_wmdp_train_and_val_are_disjoint(wmdp):
-    check_disjoint(wmdp["T"], wmdp["V"])
-    check_disjoint(wmdp["dev_T"], wmdp["dev_V"])
+    for train, val in (("T", "V"), ("dev_T", "dev_V")):
+        assert shared_questions_and_sentences(wmdp[train], wmdp[val]) == set()
+        check_disjoint(wmdp[train], wmdp[val])  # the library's check agrees
+
+
+def test_demo_world_split_shares_no_question_or_sentence():
+    # the same property on data every checkout has: the generated world, split as the demo splits it
+    world = generate_world(WorldConfig(forget_facts=40, retain_facts=8, general_train=10, general_eval=4))
+    train, val = split_facts(world.forget, val_fraction=0.2, seed=0)
+    assert (len(train), len(val)) == (32, 8)
+    assert shared_questions_and_sentences(train, val) == set()
+    with pytest.raises(DataError, match="V overlaps T"):
+        check_disjoint(train, [*val, train[0]])
 
 
 def test_split_is_deterministic_and_sized():

@@ -7,16 +7,18 @@ import torch
 import tiny
 from cir.data.batches import encode, pad, pad_id
 from cir.errors import ConfigError, DataError
+from cir.evals.mcq import choice_likelihood_mcq, letter_mcq
 from cir.evals.metrics import (
     answer_context,
     answer_recall,
     continuation_logprobs,
-    evaluate_facts,
     general_loss,
     kl_to_reference,
     question_prompt,
     reference_logprobs,
 )
+from cir.evals.scores import MCQ_FORMATS, evaluate_facts
+from cir.records import FACT_METRICS, FactScores
 
 
 def text_batches(side: str, batch_size: int = 3):
@@ -51,9 +53,10 @@ def test_padding_side_does_not_change_fact_metrics(arch):
     assert [r.dtype for r in right] == [torch.float32] * 3
     for r, lft in zip(right, left, strict=True):
         torch.testing.assert_close(lft, r, atol=1e-5, rtol=0)
-    on_right = evaluate_facts(model, tokenizer, tiny.FACTS, "both", padding_side="right")
-    on_left = evaluate_facts(model, tokenizer, tiny.FACTS, "both", padding_side="left")
-    assert on_left == pytest.approx(on_right, abs=1e-5)
+    for mcq_format in MCQ_FORMATS:
+        on_right = evaluate_facts(model, tokenizer, tiny.FACTS, mcq_format, padding_side="right")
+        on_left = evaluate_facts(model, tokenizer, tiny.FACTS, mcq_format, padding_side="left")
+        assert on_left.to_json() == pytest.approx(on_right.to_json(), abs=1e-5)
 
 
 @pytest.mark.parametrize("arch", tiny.ARCHITECTURES)
@@ -70,33 +73,29 @@ def test_padding_side_does_not_change_text_metrics(arch):
 
 
 @pytest.mark.parametrize("arch", tiny.ARCHITECTURES)
-def test_evaluate_facts_keys_and_ranges(arch):
+def test_evaluate_facts_fields_and_ranges(arch):
     model, tokenizer = tiny.model(arch), tiny.tokenizer()
-    both = evaluate_facts(model, tokenizer, tiny.FACTS, "both")
-    assert list(both) == [
-        "letter_acc_t0",
-        "letter_acc_t1",
-        "choice_acc_t0",
-        "choice_acc_t1",
-        "answer_prob",
-        "recall_loss",
-    ]
-    assert all(0.0 <= both[k] <= 1.0 for k in both if k != "recall_loss")
-    assert both["answer_prob"] >= math.exp(-both["recall_loss"])  # Jensen: mean exp(-ce) >= exp(-mean ce)
-    for name in ("letter", "choice"):
-        single = evaluate_facts(model, tokenizer, tiny.FACTS, name)
-        assert list(single) == ["acc_t0", "acc_t1", "answer_prob", "recall_loss"]
-        assert single["acc_t1"] == pytest.approx(both[f"{name}_acc_t1"], abs=1e-9)
+    recall = answer_recall(model, tokenizer, tiny.FACTS)
+    for mcq_format, scorer in (("letter", letter_mcq), ("choice", choice_likelihood_mcq)):
+        scores = evaluate_facts(model, tokenizer, tiny.FACTS, mcq_format)
+        assert isinstance(scores, FactScores) and list(scores.to_json()) == list(FACT_METRICS)
+        assert all(0.0 <= scores.metric(k) <= 1.0 for k in FACT_METRICS if k != "recall_loss")
+        # Jensen: mean exp(-ce) >= exp(-mean ce)
+        assert scores.answer_prob >= math.exp(-scores.recall_loss)
+        mcq = scorer(model, tokenizer, tiny.FACTS)
+        assert (scores.acc_t0, scores.acc_t1) == (mcq.acc_t0, mcq.acc_t1)
+        assert (scores.answer_prob, scores.recall_loss) == (recall.answer_prob, recall.recall_loss)
+        assert FactScores.from_json(scores.to_json()) == scores
 
 
 def test_uniform_model_gives_chance_and_one_over_vocab():
     model, tokenizer = tiny.model("qwen2"), tiny.tokenizer()
     with torch.no_grad():
         model.get_output_embeddings().weight.zero_()
-    scores = evaluate_facts(model, tokenizer, tiny.FACTS, "both")
-    assert scores["letter_acc_t1"] == pytest.approx(0.25)
-    assert scores["answer_prob"] == pytest.approx(1 / len(tokenizer), rel=1e-5)
-    assert scores["recall_loss"] == pytest.approx(math.log(len(tokenizer)), abs=1e-5)
+    scores = evaluate_facts(model, tokenizer, tiny.FACTS, "letter")
+    assert scores.acc_t1 == pytest.approx(0.25)
+    assert scores.answer_prob == pytest.approx(1 / len(tokenizer), rel=1e-5)
+    assert scores.recall_loss == pytest.approx(math.log(len(tokenizer)), abs=1e-5)
 
 
 def test_general_loss_equals_the_models_own_loss_and_is_token_weighted():
@@ -138,7 +137,7 @@ def test_kl_refuses_a_reference_of_other_batches():
 def test_mode_is_restored_and_no_grad_is_left():
     model, tokenizer = tiny.model("gpt_neox"), tiny.tokenizer()
     model.train()
-    evaluate_facts(model, tokenizer, tiny.FACTS, "both")
+    evaluate_facts(model, tokenizer, tiny.FACTS, "letter")
     general_loss(model, text_batches("left"))
     reference = reference_logprobs(model, text_batches("left"))
     kl_to_reference(model, text_batches("left"), reference)
@@ -151,8 +150,11 @@ def test_mode_is_restored_and_no_grad_is_left():
 
 def test_bad_arguments_are_refused():
     model, tokenizer = tiny.model("llama"), tiny.tokenizer()
-    with pytest.raises(ConfigError, match="mcq_format"):
-        evaluate_facts(model, tokenizer, tiny.FACTS, "letters")
+    for bad in ("letters", "both"):
+        with pytest.raises(ConfigError, match="mcq_format"):
+            evaluate_facts(model, tokenizer, tiny.FACTS, bad)
+    with pytest.raises(ConfigError, match="unknown fact metric 'accuracy'"):
+        evaluate_facts(model, tokenizer, tiny.FACTS).metric("accuracy")
     with pytest.raises(ConfigError, match="padding_side"):
         answer_recall(model, tokenizer, tiny.FACTS, padding_side="middle")
     with pytest.raises(DataError, match="no facts"):

@@ -174,7 +174,7 @@ def test_runs_through_the_shared_loop_under_a_kl_budget():
     )
     assert result.stop_reason == "max_epochs" and len(result.history) == 3
     last = result.history[-1]
-    assert last["kl"] > 0 and last["forget_loss"] < 0 and 0 < last["removed_fraction"] < 1
+    assert last.disruption.kl > 0 and last.train["forget_loss"] < 0 and 0 < last.train["removed_fraction"] < 1
 
 
 def test_bad_settings_are_reported_together():

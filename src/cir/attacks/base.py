@@ -1,8 +1,9 @@
-"""The Attack protocol every relearning attack implements, its result, and the post-attack metric.
+"""The Attack protocol every relearning attack implements, and the post-attack metric.
 
 An attack runs IN PLACE on the model it is given: it changes the weights (finetune), adds and then
 removes an adapter (lora) or only changes prompts (few_shot). A caller that needs the unlearned model
-afterwards saves it first (`cir.model_io`) or attacks a copy.
+afterwards saves it first (`cir.model_io`) or attacks a copy. What it returns is a
+`cir.records.AttackResult`; `check` refuses facts it cannot run on before any model is loaded.
 
 Post-attack accuracy is the attacker's best (method.md §7): the max over the attack, epochs 0..E
 with 0 = before it, of the metric smoothed by a trailing moving average; the min for recall loss.
@@ -12,7 +13,7 @@ with 0 = before it, of the metric smoothed by a trailing moving average; the min
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -20,10 +21,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from cir.config import to_dict
 from cir.data.facts import Fact, check_disjoint
 from cir.errors import ConfigError, DataError
-from cir.evals.metrics import McqFormat, evaluate_facts
+from cir.records import (
+    FACT_METRICS,
+    LOWER_IS_BETTER,
+    AttackEpoch,
+    AttackResult,
+    FactScores,
+    ParameterChanges,
+)
 
-EVAL_PREFIX = "eval_"  # history keys of the eval (V) facts' metrics
-LOWER_IS_BETTER_SUFFIXES = ("recall_loss",)  # metrics the attacker minimises
 POST_ATTACK_DEFINITION = (
     "post-attack value = the attacker's best: over epochs 0..E of the attack (0 = before it), the max "
     "(the min for recall_loss) of the eval-fact metric averaged over a trailing window of {window} "
@@ -33,19 +39,19 @@ POST_ATTACK_DEFINITION = (
 
 @dataclass
 class AttackConfig:
-    """Base of every attack's config dataclass (fields are each attack's own)."""
-
-
-@dataclass
-class AttackResult:
-    """How the eval facts fared during the attack."""
-
-    history: list[dict[str, float]]  # entry 0: before the attack; then one per epoch
-    summary: dict[str, Any] = field(default_factory=dict)  # config, post-attack metrics, definition, ...
+    """Base of every attack's config dataclass (fields are each attack's own; checked in __post_init__)."""
 
 
 class Attack(Protocol):
     """One relearning attack on an unlearned model."""
+
+    def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
+        """Refuse a T/V pair this attack cannot run on; called before any model is loaded or trained.
+
+        Raises:
+            DataError: if T or V is empty or they share a question or a sentence (`check_attack_facts`).
+            ConfigError: if a setting does not fit these facts (e.g. more shots than T has facts).
+        """
 
     def run(
         self,
@@ -60,20 +66,8 @@ class Attack(Protocol):
         The caller saves the unlearned model first if it needs it afterwards.
 
         Raises:
-            DataError: if T and V share a question or a sentence (`check_disjoint`).
+            DataError, ConfigError: as `check`, which `run` calls first.
         """
-
-
-def eval_metrics(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    facts: Sequence[Fact],
-    mcq_format: McqFormat,
-    batch_size: int,
-) -> dict[str, float]:
-    """`evaluate_facts` on the eval facts, every key prefixed `eval_`."""
-    scores = evaluate_facts(model, tokenizer, facts, mcq_format, batch_size)
-    return {f"{EVAL_PREFIX}{key}": value for key, value in scores.items()}
 
 
 def trailing_mean(values: Sequence[float], window: int) -> list[float]:
@@ -84,55 +78,36 @@ def trailing_mean(values: Sequence[float], window: int) -> list[float]:
     ]
 
 
-def post_attack(
-    history: Sequence[dict[str, float]], key: str, window: int, higher_is_better: bool = True
-) -> float:
-    """The attacker's best `key`: max over i of trailing_mean(v, window)_i, v_i = history[i][key].
-
-    The min instead of the max when lower is better.
+def post_attack(values: Sequence[float], window: int, higher_is_better: bool = True) -> float:
+    """The attacker's best value: max over i of trailing_mean(values, window)_i (min when lower is better).
 
     Args:
-        history: entry 0 before the attack, then one per epoch; all are candidates.
-        key: the metric, e.g. "eval_acc_t1".
+        values: one metric over the attack, entry 0 before it, then one per epoch; all are candidates.
         window: epochs in the trailing moving average (1 = no smoothing).
         higher_is_better: False for a loss (e.g. recall_loss), whose best is the min.
 
     Raises:
-        ConfigError: if `window` < 1, the history is empty or an entry lacks `key`.
+        ConfigError: if `window` < 1 or there are no values.
     """
     if window < 1:
         raise ConfigError(f"attack.window must be at least 1 epoch, got {window}")
-    if not history:
-        raise ConfigError(f"post_attack({key!r}): the attack history is empty")
-    missing = [i for i, entry in enumerate(history) if key not in entry]
-    if missing:
-        known = ", ".join(sorted(history[missing[0]]))
-        raise ConfigError(f"post_attack: history entry {missing[0]} has no {key!r}; it has {known}")
-    smoothed = trailing_mean([entry[key] for entry in history], window)
+    if not values:
+        raise ConfigError("post_attack: the attack history is empty")
+    smoothed = trailing_mean(values, window)
     return max(smoothed) if higher_is_better else min(smoothed)
 
 
-def post_attack_metrics(history: Sequence[dict[str, float]], window: int) -> dict[str, float]:
-    """`post_attack` of every `eval_` metric of the history (min for recall_loss, max otherwise).
+def post_attack_scores(history: Sequence[AttackEpoch], window: int) -> FactScores:
+    """`post_attack` of every fact metric over the history (the min for recall_loss, the max otherwise).
 
     Raises:
         ConfigError: as `post_attack`.
     """
-    keys = [key for key in history[0] if key.startswith(EVAL_PREFIX)] if history else []
-    return {
-        key: post_attack(history, key, window, not key.endswith(LOWER_IS_BETTER_SUFFIXES)) for key in keys
+    best = {
+        name: post_attack([e.facts.metric(name) for e in history], window, name not in LOWER_IS_BETTER)
+        for name in FACT_METRICS
     }
-
-
-def check_positive(values: dict[str, float | int], source: str) -> None:
-    """Refuse config values that must be positive, naming every bad key at once.
-
-    Raises:
-        ConfigError: listing each `source.key` that is not > 0.
-    """
-    bad = [f"{source}.{key} must be > 0, got {value!r}" for key, value in values.items() if not value > 0]
-    if bad:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(bad))
+    return FactScores(**best)
 
 
 def check_attack_facts(train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
@@ -147,29 +122,30 @@ def check_attack_facts(train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) 
     check_disjoint(train_facts, eval_facts)
 
 
-def summarise(
+def attack_result(
     config: AttackConfig,
-    history: Sequence[dict[str, float]],
+    history: list[AttackEpoch],
     window: int,
-    trained_parameters: Sequence[str],
+    stop_reason: str,
     seconds: float,
+    trained_parameters: Sequence[str] = (),
+    changes: ParameterChanges | None = None,
+    details: dict[str, Any] | None = None,
     definition: str = POST_ATTACK_DEFINITION,
-) -> dict[str, Any]:
-    """The summary every attack returns: config, eval metrics before/after/post-attack, definition.
+) -> AttackResult:
+    """The result every attack returns, with the post-attack scores computed from `history`.
 
     Raises:
         ConfigError: as `post_attack`.
     """
-
-    def eval_only(entry: dict[str, float]) -> dict[str, float]:
-        return {key: value for key, value in entry.items() if key.startswith(EVAL_PREFIX)}
-
-    return {
-        "config": to_dict(config),
-        "before": eval_only(history[0]),
-        "final": eval_only(history[-1]),
-        "post_attack": post_attack_metrics(history, window),
-        "post_attack_definition": definition.format(window=window),
-        "trained_parameters": list(trained_parameters),
-        "seconds": seconds,
-    }
+    return AttackResult(
+        history=history,
+        post_attack=post_attack_scores(history, window),
+        post_attack_definition=definition.format(window=window),
+        stop_reason=stop_reason,
+        seconds=seconds,
+        trained_parameters=list(trained_parameters),
+        config=to_dict(config),
+        changes=changes,
+        details=details or {},
+    )

@@ -13,16 +13,12 @@ from dataclasses import dataclass, replace
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.attacks.base import (
-    AttackConfig,
-    AttackResult,
-    McqFormat,
-    check_attack_facts,
-    eval_metrics,
-    summarise,
-)
+from cir.attacks.base import AttackConfig, attack_result, check_attack_facts
+from cir.config import require
 from cir.data.facts import Fact
 from cir.errors import ConfigError
+from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
+from cir.records import AttackEpoch, AttackResult
 from cir.registry import ATTACKS
 from cir.runtime import Stopwatch
 
@@ -41,6 +37,22 @@ class Config(AttackConfig):
     eval_batch_size: int = 16  # prompts per forward pass; they are about k + 1 times longer than 0-shot
     seed: int = 0  # seeds which train facts each eval question gets
 
+    def __post_init__(self) -> None:
+        """Check ranges (the upper bound of `shots`, the number of train facts, is checked by `check`).
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "attack",
+            [
+                ("shots", ">= 1", self.shots >= 1),
+                ("mcq_format", f"one of {list(MCQ_FORMATS)}", self.mcq_format in MCQ_FORMATS),
+                ("eval_batch_size", ">= 1", self.eval_batch_size >= 1),
+            ],
+        )
+
 
 @ATTACKS.register("few_shot", Config, "in-context relearning: k solved train facts before each question")
 class FewShot:
@@ -48,6 +60,19 @@ class FewShot:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
+        """Refuse an empty or overlapping T/V pair, or more shots than T has facts.
+
+        Raises:
+            DataError: if T or V is empty or they overlap.
+            ConfigError: if `shots` exceeds len(train_facts).
+        """
+        check_attack_facts(train_facts, eval_facts)
+        if self.config.shots > len(train_facts):
+            raise ConfigError(
+                f"attack.shots must be in 1..{len(train_facts)} (the train facts), got {self.config.shots}"
+            )
 
     def run(
         self,
@@ -57,27 +82,24 @@ class FewShot:
         eval_facts: list[Fact],
         progress: bool = True,
     ) -> AttackResult:
-        """Score V 0-shot, then k-shot; the model is only read (`progress` is unused: two evaluations).
+        """Score V 0-shot (epoch 0), then k-shot (epoch 1); the model is only read (`progress` is unused).
 
         Raises:
-            DataError: if T or V is empty or they overlap.
-            ConfigError: if `shots` is not in 1..len(train_facts).
+            DataError, ConfigError: as `check`.
         """
-        check_attack_facts(train_facts, eval_facts)
+        self.check(train_facts, eval_facts)
         config = self.config
-        if not 1 <= config.shots <= len(train_facts):
-            raise ConfigError(
-                f"attack.shots must be in 1..{len(train_facts)} (the train facts), got {config.shots}"
-            )
         prompted = with_shots(eval_facts, train_facts, config.shots, config.seed)
         history = []
         with Stopwatch() as watch:
-            for shots, facts in ((0, eval_facts), (config.shots, prompted)):
-                scores = eval_metrics(model, tokenizer, facts, config.mcq_format, config.eval_batch_size)
-                history.append({"shots": shots, **scores, "seconds": watch.seconds})
+            for epoch, facts in enumerate((eval_facts, prompted)):
+                scores = evaluate_facts(model, tokenizer, facts, config.mcq_format, config.eval_batch_size)
+                history.append(AttackEpoch(epoch, scores, None, watch.seconds))
+        details = {"shots": config.shots, "example_question": prompted[0].question}
         definition = FEW_SHOT_DEFINITION.format(shots=config.shots)
-        summary = summarise(config, history, 1, [], watch.seconds, definition)
-        return AttackResult(history, summary | {"example_question": prompted[0].question})
+        return attack_result(
+            config, history, 1, "done", watch.seconds, details=details, definition=definition
+        )
 
 
 def solved_block(fact: Fact) -> str:

@@ -5,31 +5,35 @@ authors' attack silently retrained only the early layers of a model left trimmed
 so this attack refuses a model with missing layers or forward hooks on its decoder layers, and after
 training checks that every parameter it claims to train changed and that nothing else did.
 
-The training loop and those checks live in `cir.relearn`, shared with the LoRA attack. Both attacks
+The training loop and those checks live in `cir.attacks.relearn`, shared with the LoRA attack. Both attacks
 run in place: save the unlearned model first if you need it again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.attacks.base import AttackConfig, AttackResult, McqFormat, check_attack_facts, summarise
-from cir.data.facts import Fact
-from cir.modules import freeze_all_but
-from cir.registry import ATTACKS
-from cir.relearn import (
+from cir.attacks.base import AttackConfig, attack_result, check_attack_facts
+from cir.attacks.relearn import (
     TrainPlan,
     changed_parameters,
     check_full_forward,
+    check_training,
     claimed_parameters,
     cpu_snapshot,
     preserved_state,
     train_epochs,
     verify_changes,
 )
+from cir.data.facts import Fact
+from cir.evals.scores import McqFormat
+from cir.modules import freeze_all_but
+from cir.records import AttackResult
+from cir.registry import ATTACKS
 from cir.runtime import Stopwatch, seed_everything
 
 
@@ -50,6 +54,14 @@ class Config(AttackConfig):
     window: int = 3  # epochs in the post-attack moving average
     seed: int = 0  # seeds the per-epoch shuffling (and, via seed_everything, the global generators)
 
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        check_training(self, [("trained", "mlp or all", self.trained in ("mlp", "all"))])
+
 
 @ATTACKS.register("finetune", Config, "T/V relearning: fine-tune on T's sentences, score V each epoch")
 class Finetune:
@@ -57,6 +69,14 @@ class Finetune:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
+        """Refuse an empty T or V, or a T/V pair that overlaps.
+
+        Raises:
+            DataError: naming the empty side or the first shared question/sentence.
+        """
+        check_attack_facts(train_facts, eval_facts)
 
     def run(
         self,
@@ -73,11 +93,10 @@ class Finetune:
 
         Raises:
             DataError: if T or V is empty or they overlap.
-            ConfigError: if a setting is out of range.
             ModelError: if the model has lost layers or carries forward hooks on its decoder layers.
         """
-        check_attack_facts(train_facts, eval_facts)
-        plan = TrainPlan.of(self.config, "attack")
+        self.check(train_facts, eval_facts)
+        plan = TrainPlan.of(self.config)
         check_full_forward(model)
         seed_everything(plan.seed)
         claimed = claimed_parameters(model, self.config.trained)
@@ -90,5 +109,6 @@ class Finetune:
         changes = verify_changes(
             list(claimed), changed_parameters(dict(model.named_parameters()), snapshot), "finetune"
         )
-        summary = summarise(self.config, history, plan.window, list(claimed), watch.seconds)
-        return AttackResult(history, summary | changes | {"stop_reason": stop_reason})
+        return attack_result(
+            self.config, history, plan.window, stop_reason, watch.seconds, list(claimed), changes
+        )

@@ -1,15 +1,15 @@
-"""Relearning through a LoRA adapter (Hu et al. 2021, arXiv 2106.09685) on T's sentences.
+"""Relearning through a LoRA adapter (`cir.adapter`; Hu et al. 2021, arXiv 2106.09685) on T's sentences.
 
 Each targeted linear map W x becomes W x + (alpha / rank) B A x with A (rank, d_in), B (d_out, rank)
 and B = 0 at the start; only A and B train, with the same loop, loss and per-epoch V scoring as the
-`finetune` attack (the helpers of `cir.relearn` are called, not inherited). Afterwards the adapter is
-removed without merging, so the model object holds exactly its original modules and weights again.
+`finetune` attack (the helpers of `cir.attacks.relearn` are called, not inherited). Afterwards the
+adapter is removed without merging, so the model object holds exactly its original modules and
+weights again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,30 +17,25 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.pytorch_utils import Conv1D
 
-from cir.attacks.base import (
-    AttackConfig,
-    AttackResult,
-    McqFormat,
-    check_attack_facts,
-    check_positive,
-    summarise,
-)
-from cir.data.facts import Fact
-from cir.errors import ConfigError
-from cir.modules import freeze_all_but, mlp_modules
-from cir.registry import ATTACKS
-from cir.relearn import (
+from cir.adapter import lora_adapter
+from cir.attacks.base import AttackConfig, attack_result, check_attack_facts
+from cir.attacks.relearn import (
     TrainPlan,
     changed_parameters,
     check_full_forward,
+    check_training,
     cpu_snapshot,
     preserved_state,
     train_epochs,
     verify_changes,
 )
+from cir.data.facts import Fact
+from cir.errors import ConfigError
+from cir.evals.scores import McqFormat
+from cir.modules import freeze_all_but, mlp_modules
+from cir.records import AttackResult
+from cir.registry import ATTACKS
 from cir.runtime import Stopwatch, seed_everything
-
-ADAPTER_NAME = "cir_attack"  # the adapter's name inside peft; its parameters are named lora_A/B.<this>
 
 
 @dataclass
@@ -62,6 +57,14 @@ class Config(AttackConfig):
     window: int = 3  # epochs in the post-attack moving average
     seed: int = 0  # seeds the adapter's initialisation and the per-epoch shuffling
 
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        check_training(self, [("rank", ">= 1", self.rank >= 1), ("alpha", "> 0", self.alpha > 0)])
+
 
 @ATTACKS.register("lora", Config, "T/V relearning through a LoRA adapter, removed afterwards")
 class Lora:
@@ -69,6 +72,14 @@ class Lora:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
+        """Refuse an empty T or V, or a T/V pair that overlaps.
+
+        Raises:
+            DataError: naming the empty side or the first shared question/sentence.
+        """
+        check_attack_facts(train_facts, eval_facts)
 
     def run(
         self,
@@ -82,12 +93,11 @@ class Lora:
 
         Raises:
             DataError: if T or V is empty or they overlap.
-            ConfigError: if a setting is out of range or a target module matches nothing.
+            ConfigError: if a target module matches nothing.
             ModelError: if the model has lost layers or carries forward hooks on its decoder layers.
         """
-        check_attack_facts(train_facts, eval_facts)
-        plan = TrainPlan.of(self.config, "attack")
-        check_positive({"rank": self.config.rank, "alpha": self.config.alpha}, "attack")
+        self.check(train_facts, eval_facts)
+        plan = TrainPlan.of(self.config)
         check_full_forward(model)
         targets = target_modules(model, self.config.target_modules)
         seed_everything(plan.seed)  # LoRA's A is drawn from torch's global generator
@@ -95,7 +105,7 @@ class Lora:
         with (
             Stopwatch() as watch,
             preserved_state(model),
-            lora_adapter(model, self.config, targets) as adapter,
+            lora_adapter(model, targets, self.config.rank, self.config.alpha) as adapter,
         ):
             freeze_all_but(model, list(adapter.values()))
             start = cpu_snapshot(adapter)
@@ -105,10 +115,10 @@ class Lora:
             moved = changed_parameters(adapter, start)
         moved += changed_parameters(dict(model.named_parameters()), base)  # the base: should stay empty
         changes = verify_changes(list(adapter), moved, "lora")
-        summary = summarise(self.config, history, plan.window, list(adapter), watch.seconds)
-        adapter_size = sum(p.numel() for p in adapter.values())
-        extra = {"stop_reason": stop_reason, "target_modules": targets, "adapter_parameters": adapter_size}
-        return AttackResult(history, summary | changes | extra)
+        details = {"target_modules": targets, "adapter_parameters": sum(p.numel() for p in adapter.values())}
+        return attack_result(
+            self.config, history, plan.window, stop_reason, watch.seconds, list(adapter), changes, details
+        )
 
 
 def target_modules(model: PreTrainedModel, names: Sequence[str] | None) -> list[str]:
@@ -129,31 +139,3 @@ def target_modules(model: PreTrainedModel, names: Sequence[str] | None) -> list[
             raise ConfigError(f"attack.target_modules: {wanted!r} matches no linear module (e.g. {known})")
         found += [n for n in matches if n not in found]
     return found
-
-
-@contextmanager
-def lora_adapter(
-    model: PreTrainedModel, config: Config, targets: Sequence[str]
-) -> Iterator[dict[str, nn.Parameter]]:
-    """Inject a LoRA adapter into `targets` of `model` in place; unload it (no merge) on exit.
-
-    Yields the adapter's parameters by name. GPT-2's Conv1D stores W as (d_in, d_out), which peft
-    needs to be told with `fan_in_fan_out`.
-    """
-    from peft import LoraConfig, LoraModel  # imported here: importing peft takes seconds
-
-    modules = dict(model.named_modules())
-    lora_config = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=0.0,  # the model runs in eval mode during the attack, where dropout is inert anyway
-        target_modules=list(targets),
-        fan_in_fan_out=any(isinstance(modules[name], Conv1D) for name in targets),
-        bias="none",
-    )
-    tuner = LoraModel(model, lora_config, ADAPTER_NAME)
-    try:
-        model.eval()  # the injected modules start in training mode
-        yield {n: p for n, p in model.named_parameters() if f".{ADAPTER_NAME}." in f"{n}."}
-    finally:
-        tuner.unload()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cir.errors import DataError
+from cir.files import read_text
 
 NUM_CHOICES = 4
 
@@ -93,23 +94,20 @@ def load_facts(path: Path | str) -> list[Fact]:
     """Load and validate a JSONL fact file (blank lines are skipped).
 
     Raises:
-        DataError: naming `file:line` and the field for every kind of malformed line, or if the file
-            is missing or holds no facts.
+        DataError: naming `file:line` and the field for every kind of malformed line, or naming the
+            file if it is missing, a directory, unreadable, not UTF-8 or holds no facts.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: fact file not found")
     facts = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from error
-            facts.append(parse_fact(obj, where))
+    for number, line in enumerate(read_text(path, "fact file").split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from error
+        facts.append(parse_fact(obj, where))
     if not facts:
         raise DataError(f"{path}: no facts in file")
     return facts
@@ -185,14 +183,13 @@ def load_texts(path: Path | str) -> list[str]:
     skipped).
 
     Raises:
-        DataError: if the file is missing, malformed (for `.jsonl`), or holds no text.
+        DataError: naming the file if it is missing, a directory, unreadable, not UTF-8, malformed
+            (for `.jsonl`, with the line) or holds no text.
     """
     path = Path(path)
     if path.suffix == ".jsonl":
         return fact_sentences(load_facts(path))
-    if not path.is_file():
-        raise DataError(f"{path}: text file not found")
-    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [line.strip() for line in read_text(path, "text file").splitlines() if line.strip()]
     if not texts:
         raise DataError(f"{path}: no text in file")
     return texts

@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
+from cir.config import config_error
 from cir.data.facts import NUM_CHOICES, Fact, load_facts, save_facts
-from cir.errors import ConfigError, DataError
+from cir.errors import DataError
 
 FACTS_PER_ENTITY = 4  # attributes stated per entity; the last entity of a domain may get fewer
 WORLD_FILES = ("forget.jsonl", "retain.jsonl", "general_train.txt", "general_eval.txt")
@@ -210,7 +211,7 @@ def _validate(config: WorldConfig, vocab: _Vocab) -> None:
         if not 1 <= getattr(config, name) <= limit
     ]
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        raise config_error(errors)
 
 
 def _capacity(domain: _Domain) -> int:

@@ -1,4 +1,4 @@
-"""Answer probability, recall loss, general (held-out text) loss and KL to the original model.
+"""Scoring primitives, answer probability, recall loss, general (held-out text) loss and KL to the original.
 
 Every function here runs under `torch.no_grad()` on the device of the model's parameters, restores
 each module's train/eval mode afterwards, and gives the same numbers whichever side a batch is padded
@@ -12,7 +12,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +24,6 @@ from cir.errors import ConfigError, DataError
 
 PaddingSide = Literal["right", "left"]
 PADDING_SIDES = ("right", "left")
-McqFormat = Literal["choice", "letter", "both"]  # "letter" for models that follow A-D prompts
-MCQ_FORMATS = get_args(McqFormat)
 # Prompts are never truncated: cutting one would drop its "Answer:" cue. A prompt longer than the
 # model's context fails in the model instead of being scored silently wrong.
 UNTRUNCATED = sys.maxsize
@@ -275,37 +273,3 @@ def kl_to_reference(
     if count == 0:
         raise DataError("kl_to_reference: the batches hold no real tokens")
     return total / count
-
-
-def evaluate_facts(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    facts: Sequence[Fact],
-    mcq_format: Literal["choice", "letter", "both"] = "choice",
-    batch_size: int = 16,
-    padding_side: PaddingSide = "right",
-) -> dict[str, float]:
-    """All fact metrics as one flat dict.
-
-    Keys: "acc_t0", "acc_t1" (of the one MCQ format), "answer_prob", "recall_loss"; with "both",
-    "letter_acc_t0", "letter_acc_t1", "choice_acc_t0", "choice_acc_t1" replace the first two.
-
-    Raises:
-        ConfigError: on an unknown `mcq_format`, a bad `padding_side` or `batch_size`.
-        DataError: if `facts` is empty or a fact does not have 4 choices.
-        ModelError: if a letter " A".." D" is not a single token (letter format).
-
-    """
-    from cir.evals.mcq import MCQ_SCORERS  # imported here: mcq imports this module's scoring helpers
-
-    if mcq_format not in MCQ_FORMATS:
-        raise ConfigError(f"mcq_format must be one of {MCQ_FORMATS}, got {mcq_format!r}")
-    formats = list(MCQ_SCORERS) if mcq_format == "both" else [mcq_format]
-    results = {}
-    for name in formats:
-        scores = MCQ_SCORERS[name](model, tokenizer, facts, batch_size, padding_side)
-        prefix = f"{name}_" if mcq_format == "both" else ""
-        results[f"{prefix}acc_t0"], results[f"{prefix}acc_t1"] = scores.acc_t0, scores.acc_t1
-    recall = answer_recall(model, tokenizer, facts, batch_size, padding_side)
-    results["answer_prob"], results["recall_loss"] = recall.answer_prob, recall.recall_loss
-    return results

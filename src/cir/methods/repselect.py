@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from transformers import PreTrainedModel
 
-from cir.attacks.lora import Config as LoraConfig
-from cir.attacks.lora import lora_adapter
+from cir.adapter import lora_adapter
 from cir.collapse import Collapse, project_out
 from cir.config import require
 from cir.data.batches import Batch
@@ -196,10 +195,9 @@ class RepSelect(MLPMethod):
         requiring gradients, so the gathered gradient is w.r.t. them, through the adapted model.
         """
         config = self.config
-        adapter_config = LoraConfig(rank=config.lora_rank, alpha=config.lora_alpha)
         self.adapter = ExitStack()
         adapter = self.adapter.enter_context(
-            lora_adapter(self.model, adapter_config, [m.name for m in self.modules])
+            lora_adapter(self.model, [m.name for m in self.modules], config.lora_rank, config.lora_alpha)
         )
         parameters = list(adapter.values())
         freeze_all_but(self.model, parameters)

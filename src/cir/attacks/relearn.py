@@ -15,20 +15,24 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.attacks.base import AttackConfig, McqFormat, check_positive, eval_metrics
+from cir.attacks.base import AttackConfig
+from cir.config import require
 from cir.data.batches import Batch, encode, pad, pad_id
 from cir.data.facts import Fact, fact_sentences
-from cir.errors import ConfigError, ModelError
+from cir.errors import ModelError
 from cir.evals.metrics import model_device
+from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
 from cir.hooks import forward
 from cir.losses import cross_entropy
 from cir.modules import decoder_layers, mlp_modules
+from cir.records import AttackEpoch, ParameterChanges
 from cir.runtime import interrupt_flag
 
 
@@ -49,25 +53,39 @@ class TrainPlan:
     seed: int
 
     @classmethod
-    def of(cls, config: AttackConfig, source: str) -> TrainPlan:
-        """Copy the loop's fields from `config` and check their ranges.
+    def of(cls, config: AttackConfig) -> TrainPlan:
+        """Copy the loop's fields from `config` (already checked by `check_training`)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
-        Raises:
-            ConfigError: naming every `source.field` out of range.
-        """
-        plan = cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
-        sizes = {"lr": plan.lr, "epochs": plan.epochs, "batch_size": plan.batch_size}
-        sizes |= {
-            "max_length": plan.max_length,
-            "eval_batch_size": plan.eval_batch_size,
-            "window": plan.window,
-        }
-        if plan.sentences_per_fact is not None:
-            sizes["sentences_per_fact"] = plan.sentences_per_fact
-        check_positive(sizes, source)
-        if plan.weight_decay < 0:
-            raise ConfigError(f"{source}.weight_decay must be >= 0, got {plan.weight_decay}")
-        return plan
+
+def check_training(config: Any, extra: Sequence[tuple[str, str, bool]] = ()) -> None:
+    """Range checks of the training-loop fields (TrainPlan's) that finetune and lora share, and `extra`.
+
+    Args:
+        config: a finetune or lora config.
+        extra: the attack's own (field, rule, holds) checks, reported with these.
+
+    Raises:
+        ConfigError: naming every `attack.field` out of range.
+    """
+    per_fact = config.sentences_per_fact
+    require(
+        config,
+        "attack",
+        [
+            ("optimizer", "sgd or adamw", config.optimizer in ("sgd", "adamw")),
+            ("lr", "> 0", config.lr > 0),
+            ("weight_decay", ">= 0", config.weight_decay >= 0),
+            ("epochs", ">= 1", config.epochs >= 1),
+            ("batch_size", ">= 1", config.batch_size >= 1),
+            ("sentences_per_fact", ">= 1 or null", per_fact is None or per_fact >= 1),
+            ("max_length", ">= 2", config.max_length >= 2),
+            ("mcq_format", f"one of {list(MCQ_FORMATS)}", config.mcq_format in MCQ_FORMATS),
+            ("eval_batch_size", ">= 1", config.eval_batch_size >= 1),
+            ("window", ">= 1", config.window >= 1),
+            *extra,
+        ],
+    )
 
 
 def check_full_forward(model: PreTrainedModel) -> None:
@@ -128,12 +146,12 @@ def train_epochs(
     plan: TrainPlan,
     progress: bool,
     desc: str,
-) -> tuple[list[dict[str, float]], str]:
+) -> tuple[list[AttackEpoch], str]:
     """Train `parameters` on T's sentences for `plan.epochs`, scoring V before and after each epoch.
 
-    Each epoch reshuffles the sentences with a generator seeded once by `plan.seed`. A history entry
-    holds the `eval_` metrics, `train_loss` (mean batch loss of the epoch's steps; entry 0: of the
-    unshuffled batches before any step) and `seconds` (cumulative training time, evaluation excluded).
+    Each epoch reshuffles the sentences with a generator seeded once by `plan.seed`. Entry e of the
+    history holds V's scores after epoch e, the mean batch loss of the epoch's steps (entry 0: of the
+    unshuffled batches before any step) and the cumulative training time (evaluation excluded).
     A Ctrl-C stops after the current epoch.
 
     Returns:
@@ -144,9 +162,9 @@ def train_epochs(
     generator = torch.Generator().manual_seed(plan.seed)
     optimizer = make_optimizer(parameters, plan)
 
-    def entry(epoch: int, loss: float, seconds: float) -> dict[str, float]:
-        scores = eval_metrics(model, tokenizer, eval_facts, plan.mcq_format, plan.eval_batch_size)
-        return {"epoch": epoch, **scores, "train_loss": loss, "seconds": seconds}
+    def entry(epoch: int, loss: float, seconds: float) -> AttackEpoch:
+        scores = evaluate_facts(model, tokenizer, eval_facts, plan.mcq_format, plan.eval_batch_size)
+        return AttackEpoch(epoch, scores, loss, seconds)
 
     with torch.no_grad():
         before = [float(loss_of(model, b.to(device))) for b in shuffled(rows, tokenizer, plan, None)]
@@ -213,13 +231,8 @@ def changed_parameters(
     return [name for name, old in snapshot.items() if not torch.equal(parameters[name].detach().cpu(), old)]
 
 
-def verify_changes(claimed: Sequence[str], changed: Sequence[str], attack: str) -> dict[str, list[str]]:
-    """Compare what the attack claims to train with what changed; warn about every mismatch.
-
-    Returns:
-        `changed_parameters`, `unchanged_claimed` (claimed but unchanged, e.g. an lr too small for
-        the dtype) and `changed_unclaimed` (should always be empty), for the summary.
-    """
+def verify_changes(claimed: Sequence[str], changed: Sequence[str], attack: str) -> ParameterChanges:
+    """Compare what the attack claims to train with what changed; warn about every mismatch."""
     changed_set, claimed_set = set(changed), set(claimed)
     unchanged = [name for name in claimed if name not in changed_set]
     unclaimed = [name for name in changed if name not in claimed_set]
@@ -232,8 +245,4 @@ def verify_changes(claimed: Sequence[str], changed: Sequence[str], attack: str) 
         )
     if unclaimed:
         warnings.warn(f"{attack}: unclaimed parameter(s) changed: {unclaimed}", RuntimeWarning, stacklevel=3)
-    return {
-        "changed_parameters": list(changed),
-        "unchanged_claimed": unchanged,
-        "changed_unclaimed": unclaimed,
-    }
+    return ParameterChanges(list(changed), unchanged, unclaimed)

@@ -1,0 +1,54 @@
+"""Every fact metric at once: MCQ accuracy (one format) and answer recall, as one `FactScores`.
+
+This module sits above `metrics` (scoring primitives, answer recall) and `mcq` (the two MCQ
+formats), so neither of those imports the other's caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, get_args
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from cir.data.facts import Fact
+from cir.errors import ConfigError
+from cir.evals.mcq import MCQ_SCORERS
+from cir.evals.metrics import PaddingSide, answer_recall
+from cir.records import FactScores
+
+McqFormat = Literal[
+    "choice", "letter"
+]  # "letter" for models that follow A-D prompts, "choice" for small ones
+MCQ_FORMATS: tuple[str, ...] = get_args(McqFormat)
+
+
+def check_mcq_format(mcq_format: str, source: str = "mcq_format") -> None:
+    """Refuse an MCQ format other than "choice" or "letter".
+
+    Raises:
+        ConfigError: naming `source` and the bad value.
+    """
+    if mcq_format not in MCQ_FORMATS:
+        raise ConfigError(f"{source} must be one of {list(MCQ_FORMATS)}, got {mcq_format!r}")
+
+
+def evaluate_facts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    facts: Sequence[Fact],
+    mcq_format: McqFormat = "choice",
+    batch_size: int = 16,
+    padding_side: PaddingSide = "right",
+) -> FactScores:
+    """Accuracy at t=0 and t=1 in one MCQ format, answer probability and recall loss of `facts`.
+
+    Raises:
+        ConfigError: on an unknown `mcq_format`, a bad `padding_side` or `batch_size`.
+        DataError: if `facts` is empty or a fact does not have 4 choices.
+        ModelError: if a letter " A".." D" is not a single token (letter format).
+    """
+    check_mcq_format(mcq_format)
+    mcq = MCQ_SCORERS[mcq_format](model, tokenizer, facts, batch_size, padding_side)
+    recall = answer_recall(model, tokenizer, facts, batch_size, padding_side)
+    return FactScores(mcq.acc_t0, mcq.acc_t1, recall.answer_prob, recall.recall_loss)

@@ -1,0 +1,137 @@
+"""Output folders and files written atomically: complete or absent, never half-written.
+
+Every output folder is written next to its final place under a temporary name and renamed into place
+only when complete, so an interrupted run never leaves a half-written result, an existing output is
+replaced only with `force`, and a protected (input) folder is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cir.errors import ModelError, OutputExistsError
+
+
+def check_output_dir(out_dir: Path, force: bool = False, protected: Sequence[Path] = ()) -> None:
+    """Fail fast if writing `out_dir` would clobber something; call this before a long run.
+
+    Args:
+        out_dir: The output folder to be created.
+        force: Whether an existing `out_dir` may be replaced.
+        protected: Input folders that must never be replaced, even with `force`.
+
+    Raises:
+        ModelError: if `out_dir` is, or contains, a protected folder.
+        OutputExistsError: if `out_dir` exists and `force` is false, or it exists and is not a folder.
+
+    """
+    out_dir = Path(out_dir)
+    resolved = out_dir.expanduser().resolve()
+    for folder in protected:
+        kept = Path(folder).expanduser().resolve()
+        if resolved == kept or resolved in kept.parents:
+            raise ModelError(
+                f"refusing to write {out_dir}: it would replace the input model folder {folder}; "
+                "choose another output folder"
+            )
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir() or out_dir.is_symlink():
+            raise OutputExistsError(
+                f"{out_dir} exists and is not a folder; remove it or choose another output path"
+            )
+        if not force:
+            raise OutputExistsError(f"{out_dir} already exists; pass --force (force=True) to replace it")
+
+
+@contextmanager
+def atomic_output_dir(out_dir: Path, force: bool = False, protected: Sequence[Path] = ()) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to `out_dir` and rename it to `out_dir` on normal exit.
+
+    The clobbering checks run up front, before the caller does any work. On any exception
+    (KeyboardInterrupt included) the temporary folder is removed and an existing `out_dir` is left
+    untouched. With `force`, an existing `out_dir` is replaced only once the new folder is complete.
+
+    Args:
+        out_dir: The folder to create.
+        force: Replace an existing `out_dir`.
+        protected: Input folders that must never be replaced, even with `force`.
+
+    Yields:
+        The temporary folder to write into (same filesystem as `out_dir`, so the rename is atomic).
+
+    Raises:
+        ModelError: if `out_dir` is, or contains, a protected folder.
+        OutputExistsError: if `out_dir` exists and `force` is false (also if it appears while the
+            caller works; the finished result is then kept in the temporary folder named by the message).
+
+    """
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, force, protected)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = _sibling(out_dir, "tmp")
+    staging.mkdir()  # not mkdtemp: its 0o700 mode would stick to the output; this one follows the umask
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _move_into_place(staging, out_dir, force)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` through a temporary file and `os.replace`.
+
+    A reader sees either the old file or the complete new one, never a partial write.
+
+    Args:
+        path: The file to write; its folder is created if missing.
+        obj: A JSON-serialisable object.
+
+    Raises:
+        TypeError: if `obj` is not JSON-serialisable (nothing is written then).
+
+    """
+    path = Path(path)
+    text = json.dumps(obj, indent=2) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _sibling(path, "tmp")
+    try:
+        with staging.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    """Return a fresh hidden name next to `path` (same filesystem, so renames are atomic)."""
+    return path.parent / f".{path.name}.{tag}-{uuid.uuid4().hex[:12]}"
+
+
+def _move_into_place(staging: Path, out_dir: Path, force: bool) -> None:
+    """Rename the complete `staging` folder to `out_dir`, swapping out an old one when `force` is set."""
+    backup = None
+    if force and out_dir.is_dir():
+        backup = _sibling(out_dir, "old")
+        out_dir.rename(backup)
+    try:
+        staging.rename(out_dir)
+    except OSError as error:
+        if backup is not None:
+            backup.rename(out_dir)
+        raise OutputExistsError(
+            f"cannot move the finished output into {out_dir} ({error.strerror}; did it appear meanwhile?); "
+            f"it is kept in {staging}: move it into place by hand, or rerun with --force"
+        ) from error
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)

@@ -1,0 +1,333 @@
+"""Typed results: fact scores, the unlearning history, an attack's outcome, a run's and a bench's report.
+
+Code reads these fields; files hold their `to_json()` form. The JSON key names, documented here once:
+
+- **FactScores** `{"acc_t0", "acc_t1", "answer_prob", "recall_loss"}`: acc_t0 = argmax MCQ accuracy,
+  acc_t1 = mean renormalised probability of the right choice, answer_prob = mean over facts of
+  exp(-mean cross-entropy of the answer tokens after the question), recall_loss = mean of that
+  cross-entropy in nats (lower = better recalled).
+- **Disruption** `{"general_loss", "kl"}`: held-out general-text loss (nats per token) and KL(original
+  || current) in nats per token; kl is null when not tracked.
+- **EpochRecord**, a line of `metrics.jsonl` and summary.json's `before`/`after`: `{"epoch", "train",
+  "facts", "disruption", "seconds"}`; epoch 0 = before unlearning; train = the method's own mean step
+  logs of the epoch (e.g. forget_loss, retain_loss; empty at epoch 0); facts = FactScores of the
+  monitored facts; seconds = unlearning wall time so far (setup, steps, budget checks).
+- **AttackEpoch**, a line of `attack.jsonl`: `{"epoch", "facts", "train_loss", "seconds"}`; facts =
+  FactScores of the eval facts (V); epoch 0 = before the attack (few_shot: 0 = the 0-shot prompt,
+  1 = the k-shot one); train_loss null where nothing trains.
+- **AttackResult**, `attack_summary.json`: `{"before", "final", "post_attack"}` (FactScores of V),
+  `"post_attack_definition"`, `"stop_reason"`, `"seconds"`, `"trained_parameters"`, `"config"`,
+  `"changes"` (`{"changed_parameters", "unchanged_claimed", "changed_unclaimed"}`, or null) and
+  `"details"` (what one attack adds, e.g. lora's target_modules).
+- **RunReport**, `report.json` of `cir run`: `{"method", "attack", "post_attack_definition",
+  "v_after_unlearning", "v_post_attack", "forget_before", "forget_after"}` (the last four FactScores),
+  `"general_loss_before"`, `"general_loss_after"`, `"epochs"`, `"stop_reason"`, `"seconds_per_fact"`.
+- **BenchRun**, an entry of results.json's `runs`: `{"method", "seed", "budget", "epochs"}`,
+  `"v_before"`, `"v_unlearned"`, `"v_post_attack"` (FactScores of V), `"general_loss_before"`,
+  `"general_loss_after"`, `"seconds_per_fact"`, `"unlearn_trajectory"` (`[{"epoch", "general_loss",
+  "v"}]`), `"attack_trajectory"` (`[{"epoch", "v"}]`), `"post_attack_definition"`, `"stop_reasons"`
+  (`{"unlearn", "attack"}`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, overload
+
+from cir.errors import ConfigError
+
+FactMetric = Literal["acc_t0", "acc_t1", "answer_prob", "recall_loss"]
+FACT_METRICS: tuple[str, ...] = get_args(FactMetric)
+LOWER_IS_BETTER = frozenset({"recall_loss"})  # metrics whose best value (e.g. the attacker's) is the min
+DisruptionMetric = Literal["general_loss", "kl"]
+
+
+@dataclass(frozen=True)
+class FactScores:
+    """How well a model knows a set of facts (`cir.evals.scores.evaluate_facts`)."""
+
+    acc_t0: float  # argmax MCQ accuracy, chance 0.25
+    acc_t1: float  # mean renormalised probability of the right choice (the headline), chance 0.25
+    answer_prob: float  # mean exp(-CE of the answer tokens after the question), in [0, 1]
+    recall_loss: float  # mean CE of the answer tokens, nats
+
+    def metric(self, name: str) -> float:
+        """The value of metric `name` (one of FACT_METRICS).
+
+        Raises:
+            ConfigError: for an unknown name, listing the known ones.
+        """
+        if name not in FACT_METRICS:
+            raise ConfigError(f"unknown fact metric {name!r}; known: {', '.join(FACT_METRICS)}")
+        return getattr(self, name)
+
+    def to_json(self) -> dict[str, float]:
+        """`{"acc_t0", "acc_t1", "answer_prob", "recall_loss"}`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FactScores:
+        """Read `to_json`'s form back."""
+        return cls(**{name: float(data[name]) for name in FACT_METRICS})
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """How far general ability moved: what the disruption budget bounds."""
+
+    general_loss: float  # mean next-token CE on held-out general text, nats per token
+    kl: float | None = None  # KL(original || current) on that text, nats per token; None = not tracked
+
+    def value(self, metric: DisruptionMetric) -> float:
+        """The value the budget of `metric` bounds.
+
+        Raises:
+            ConfigError: if `metric` is "kl" and the KL was not tracked.
+        """
+        if metric == "kl":
+            if self.kl is None:
+                raise ConfigError("the budget metric is kl but the KL was not measured")
+            return self.kl
+        return self.general_loss
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """The unlearning loop's measurement after one epoch (epoch 0: before unlearning)."""
+
+    epoch: int
+    facts: FactScores  # the monitored facts (the forget facts, unless others were given)
+    disruption: Disruption
+    train: dict[str, float] = field(default_factory=dict)  # the method's mean step logs of the epoch
+    seconds: float = 0.0  # cumulative unlearning wall time: setup, steps and budget checks
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"epoch", "train", "facts", "disruption", "seconds"}`."""
+        return {
+            "epoch": self.epoch,
+            "train": dict(self.train),
+            "facts": self.facts.to_json(),
+            "disruption": dataclasses.asdict(self.disruption),
+            "seconds": self.seconds,
+        }
+
+
+class UnlearnHistory(Sequence[EpochRecord]):
+    """The unlearning run's records in epoch order: entry e is the measurement after epoch e."""
+
+    def __init__(self, records: Sequence[EpochRecord] = ()) -> None:
+        self.records = list(records)
+
+    @overload
+    def __getitem__(self, index: int) -> EpochRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[EpochRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> EpochRecord | list[EpochRecord]:
+        return self.records[index]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[EpochRecord]:
+        return iter(self.records)
+
+    def append(self, record: EpochRecord) -> None:
+        """Add the next epoch's record."""
+        self.records.append(record)
+
+    @property
+    def before(self) -> EpochRecord:
+        """Entry 0: the model before unlearning."""
+        return self.records[0]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One EpochRecord object per epoch (the lines of metrics.jsonl)."""
+        return [record.to_json() for record in self.records]
+
+
+@dataclass(frozen=True)
+class AttackEpoch:
+    """The eval facts (V) after one attack epoch (epoch 0: before the attack)."""
+
+    epoch: int
+    facts: FactScores  # the eval facts
+    train_loss: float | None = None  # mean training loss of the epoch's steps; None where nothing trains
+    seconds: float = 0.0  # cumulative training time, evaluation excluded
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"epoch", "facts", "train_loss", "seconds"}`."""
+        return {
+            "epoch": self.epoch,
+            "facts": self.facts.to_json(),
+            "train_loss": self.train_loss,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class ParameterChanges:
+    """What an attack that trains weights claimed against what changed (parameter names)."""
+
+    changed_parameters: list[str]
+    unchanged_claimed: list[str]  # claimed but unchanged, e.g. an lr too small for the dtype
+    changed_unclaimed: list[str]  # changed but not claimed: should always be empty
+
+
+@dataclass
+class AttackResult:
+    """What every attack returns: how the eval facts fared, epoch by epoch, and the attacker's best."""
+
+    history: list[AttackEpoch]  # entry 0: before the attack; then one per epoch
+    post_attack: FactScores  # the attacker's best of each metric (see post_attack_definition)
+    post_attack_definition: str
+    stop_reason: str  # "epochs", "interrupted" or "done" (an attack without epochs)
+    seconds: float
+    trained_parameters: list[str]  # names of what the attack trained (empty: no weight changes)
+    config: dict[str, Any]  # the attack's config, as `cir.config.to_dict` gives it
+    changes: ParameterChanges | None = None  # None for an attack that changes no weight
+    details: dict[str, Any] = field(default_factory=dict)  # what one attack adds (JSON-ready)
+
+    @property
+    def before(self) -> FactScores:
+        """V before the attack."""
+        return self.history[0].facts
+
+    @property
+    def final(self) -> FactScores:
+        """V after the attack's last epoch."""
+        return self.history[-1].facts
+
+    def to_json(self) -> dict[str, Any]:
+        """attack_summary.json's fields (the history goes to attack.jsonl)."""
+        return {
+            "before": self.before.to_json(),
+            "final": self.final.to_json(),
+            "post_attack": self.post_attack.to_json(),
+            "post_attack_definition": self.post_attack_definition,
+            "stop_reason": self.stop_reason,
+            "seconds": self.seconds,
+            "trained_parameters": list(self.trained_parameters),
+            "config": self.config,
+            "changes": dataclasses.asdict(self.changes) if self.changes is not None else None,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """`cir run`'s outcome: V after unlearning and after the attack, the forget facts, the disruption."""
+
+    method: str
+    attack: str
+    post_attack_definition: str
+    v_after_unlearning: FactScores
+    v_post_attack: FactScores
+    forget_before: FactScores  # all forget facts (T + V), before unlearning
+    forget_after: FactScores  # and after it (the kept epoch)
+    general_loss_before: float
+    general_loss_after: float
+    epochs: int  # epochs kept
+    stop_reason: str
+    seconds_per_fact: float
+
+    def to_json(self) -> dict[str, Any]:
+        """report.json: the fields by name, fact scores as FactScores objects."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """One epoch of a bench run's trajectory: V's scores, and the general loss along unlearning."""
+
+    epoch: int
+    v: FactScores
+    general_loss: float | None = None  # None on the attack's trajectory
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"epoch", "general_loss", "v"}`, without general_loss on the attack's trajectory."""
+        data: dict[str, Any] = {"epoch": self.epoch}
+        if self.general_loss is not None:
+            data["general_loss"] = self.general_loss
+        return data | {"v": self.v.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrajectoryPoint:
+        """Read `to_json`'s form back."""
+        return cls(int(data["epoch"]), FactScores.from_json(data["v"]), data.get("general_loss"))
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One (method, seed, budget) of `cir bench`: V before, after unlearning and after the attack."""
+
+    method: str
+    seed: int
+    budget: float
+    epochs: int  # the last epoch within the budget
+    v_before: FactScores
+    v_unlearned: FactScores
+    v_post_attack: FactScores
+    general_loss_before: float
+    general_loss_after: float
+    seconds_per_fact: float  # unlearning wall time up to the kept epoch / facts
+    unlearn_trajectory: list[TrajectoryPoint]  # every epoch of the run, past this budget's too
+    attack_trajectory: list[TrajectoryPoint]
+    post_attack_definition: str
+    stop_reasons: dict[str, str | None]  # {"unlearn": ..., "attack": ...}
+
+    def v(self, stage: str) -> FactScores:
+        """V's scores at `stage`: "before", "unlearned" or "post_attack"."""
+        return {"before": self.v_before, "unlearned": self.v_unlearned, "post_attack": self.v_post_attack}[
+            stage
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields by name; fact scores as FactScores objects, trajectories as TrajectoryPoint lists."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("v_before", "v_unlearned", "v_post_attack"):
+            data[name] = data[name].to_json()
+        for name in ("unlearn_trajectory", "attack_trajectory"):
+            data[name] = [point.to_json() for point in data[name]]
+        data["stop_reasons"] = dict(self.stop_reasons)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BenchRun:
+        """Read `to_json`'s form back."""
+        values = dict(data)
+        for name in ("v_before", "v_unlearned", "v_post_attack"):
+            values[name] = FactScores.from_json(values[name])
+        for name in ("unlearn_trajectory", "attack_trajectory"):
+            values[name] = [TrajectoryPoint.from_json(point) for point in values[name]]
+        return cls(**values)
+
+
+@dataclass
+class BenchResults:
+    """results.json of `cir bench`: the configs, every run, and the aggregated table."""
+
+    config: dict[str, Any]  # sections bench, unlearn, attack, methods (at the largest budget), tuned
+    facts: int  # known facts, split into T and V per seed
+    definition: dict[str, str]  # what each reported number means
+    runs: list[BenchRun]
+    table: list[dict[str, Any]]  # one row per (budget, method): mean and `_std` of every number
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"config", "facts", "definition", "runs", "table"}`."""
+        return {
+            "config": self.config,
+            "facts": self.facts,
+            "definition": self.definition,
+            "runs": [run.to_json() for run in self.runs],
+            "table": self.table,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BenchResults:
+        """Read `to_json`'s form back."""
+        runs = [BenchRun.from_json(run) for run in data["runs"]]
+        return cls(data["config"], int(data["facts"]), dict(data["definition"]), runs, list(data["table"]))
