@@ -52,7 +52,7 @@ class Inputs:
     dtype: str = "auto"
     trust_remote_code: bool = False
     device_map: str | None = None  # e.g. "auto": accelerate spreads a model larger than one GPU
-    cache_dir: Path | None = None  # demo model cache (default $XDG_CACHE_HOME/cir)
+    cache_dir: Path | None = None  # demo model, fact sets, converted models (default $XDG_CACHE_HOME/cir)
 
 
 @dataclass
@@ -159,7 +159,7 @@ def open_model(inputs: Inputs, demo: DemoPaths | FactSetPaths | None, data: Unle
     name = str(demo.model) if isinstance(demo, DemoPaths) else inputs.model
     assert name is not None  # default_world builds the demo when no model is given
     model, tokenizer = load_model(
-        name, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map
+        name, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map, inputs.cache_dir
     )
     source = Path(name) if Path(name).is_dir() else None
     return Loaded(model, tokenizer, data, source, demo)

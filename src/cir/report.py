@@ -28,14 +28,22 @@ def _cell(value: Any, digits: int) -> str:
     return "" if value is None else str(value)
 
 
+def _markdown_cell(text: str) -> str:
+    return " ".join(text.splitlines()).replace("|", "\\|")
+
+
 def table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], digits: int = 3, markdown: bool = False
 ) -> str:
-    """Format `rows` (dicts) as an aligned text table, or a Markdown table with `markdown`."""
+    """Format `rows` (dicts) as an aligned text table, or a Markdown table with `markdown`.
+
+    In a Markdown table a cell's line breaks become spaces and its pipes are escaped with a backslash, so
+    a text cell (a prompt, a model's completion) cannot break the table's rows or columns.
+    """
     cells = [[_cell(row.get(c), digits) for c in columns] for row in rows]
     if markdown:
         lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
+        return "\n".join(lines + ["| " + " | ".join(_markdown_cell(c) for c in r) + " |" for r in cells])
     widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
