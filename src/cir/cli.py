@@ -271,7 +271,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         model, tokenizer = load_demo(paths, args.device)
     else:
         model, tokenizer = load_model(
-            args.model, args.device, args.dtype, args.trust_remote_code, args.device_map
+            args.model, args.device, args.dtype, args.trust_remote_code, args.device_map, args.cache_dir
         )
     formats = MCQ_FORMATS if args.format == "both" else (args.format,)
     results: dict[str, dict[str, float]] = {}

@@ -277,7 +277,12 @@ def run_attack(
     attacker.check(train, evaluate)
     check_output_dir(out, force)
     model, tokenizer = load_model(
-        inputs.model, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map
+        inputs.model,
+        inputs.device,
+        inputs.dtype,
+        inputs.trust_remote_code,
+        inputs.device_map,
+        inputs.cache_dir,
     )
     result = attacker.run(model, tokenizer, train, evaluate, progress)
     with atomic_output_dir(out, force, protected=[Path(inputs.model)]) as staging:
