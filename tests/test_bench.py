@@ -10,7 +10,15 @@ import torch
 from safetensors.torch import load_file
 
 import tiny
-from cir.bench import bench_configs, bench_one, budget_model, load_bench, per_method_configs, unlearn_once
+from cir.bench import (
+    bench_configs,
+    bench_one,
+    budget_model,
+    load_bench,
+    per_method_configs,
+    run_bench,
+    unlearn_once,
+)
 from cir.cli import main
 from cir.data.facts import save_facts, split_facts
 from cir.pipeline import Inputs
@@ -189,3 +197,47 @@ def test_every_method_through_the_bench_with_each_attack(tmp_path, attack):
         assert run.epochs in (0, 1) and run.stop_reasons["attack"] in ("epochs", "done")
         assert len(run.attack_trajectory) == 2  # before the attack, and its one epoch (or k-shot)
     assert {row["method"] for row in results.table} == set(METHODS.names())
+
+
+def run_tiny_bench(tmp_path, capsys, progress):
+    """grad_diff, 2 seeds x 2 budgets, 2 epochs (a budget no epoch exceeds) and a 1-epoch attack."""
+    files = tiny.write_workspace(tmp_path, layers=2)
+    capsys.readouterr()  # drop what saving the workspace printed
+    inputs = Inputs(
+        model=str(files.model),
+        forget=[files.train, files.eval],
+        retain=files.retain,
+        general=files.general,
+        device="cpu",
+    )
+    raw = {
+        "bench": {"methods": ["grad_diff"], "budgets": [50.0, 100.0], "seeds": 2},
+        "unlearn": {"max_epochs": 2, "batch_size": 2, "track_kl": False},
+        "attack": {"epochs": 1, "batch_size": 2},
+    }
+    raw["bench"] |= {"known_threshold": 0, "val_fraction": 0.34}
+    return run_bench(inputs, raw, tmp_path / "out", progress=progress)
+
+
+def test_bench_progress_names_method_seed_epoch_and_attack_under_the_outer_bar(tmp_path, capsys):
+    results = run_tiny_bench(tmp_path, capsys, progress=True)
+    err = capsys.readouterr().err
+    assert {run.epochs for run in results.runs} == {2}  # both epochs ran, so both had a bar
+    for seed in (0, 1):
+        for epoch in (0, 1):
+            assert f"grad_diff seed {seed} epoch {epoch}:" in err
+        for budget in ("50", "100"):
+            assert f"grad_diff seed {seed} budget {budget} finetune:" in err
+    # tqdm draws a bar at position 1 as "\n\r<bar>\x1b[A" (a line down, then back up) and clears it
+    # on close ("\r<spaces>\x1b[A"); a bar left behind would end in a plain newline instead
+    draws = err.split("\r")
+    inner = [d for d in draws if d.startswith("grad_diff seed")]
+    assert inner and all(d.rstrip("\n").endswith("\x1b[A") for d in inner)
+    assert sum(d.strip(" \n") == "\x1b[A" for d in draws) == 2 * (2 + 2)  # seeds x (epochs + attacks)
+    assert draws[-1].startswith("bench: 100%") and "| 2/2 [" in draws[-1]  # the outer count stays
+
+
+def test_bench_without_progress_writes_nothing_to_stderr(tmp_path, capsys):
+    run_tiny_bench(tmp_path, capsys, progress=False)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""

@@ -102,3 +102,18 @@ def test_search_space_builds_a_valid_config(name):
         config = from_dict(entry.config_class, overrides, f"{name} search space")
         assert overrides and all(getattr(config, k) == v for k, v in overrides.items())
         assert entry.search_space(optuna.trial.FixedTrial(trial.params)) == overrides  # best_params rebuild
+
+
+def test_tune_progress_shows_each_trials_epochs_and_attack_under_the_trial_count(files, tmp_path, capsys):
+    capsys.readouterr()
+    storage = tmp_path / "progress.db"
+    tune(inputs(files), FAST, "grad_diff", trials=2, storage=storage, budget=1.0, seed=1, progress=True)
+    err = capsys.readouterr().err
+    assert "grad_diff seed 1 epoch 0:" in err and "grad_diff seed 1 budget 1 finetune:" in err
+    draws = err.split("\r")
+    assert sum(d.startswith("grad_diff seed 1 epoch 0:") and "\x1b[A" in d for d in draws) >= 2  # nested
+    assert draws[-1].startswith("grad_diff-budget1.0: 100%") and "| 2/2 [" in draws[-1]
+
+    capsys.readouterr()
+    tune(inputs(files), FAST, "grad_diff", trials=1, storage=storage, budget=1.0, seed=1, progress=False)
+    assert capsys.readouterr().err == ""

@@ -101,7 +101,8 @@ def run_bench(
         raw: the config, sections bench, unlearn, attack and methods.
         out: the output folder.
         force: replace an existing `out`.
-        progress: show progress bars.
+        progress: show progress bars: the bench's count of (seed, method) runs, and under it each
+            run's epochs, f"{method} seed {seed} epoch {n}", and attack, f"... budget {b} {attack}".
         tuned: best trials of `cir tune` studies; a method's `methods.<name>` overrides win over them.
 
     Raises:
@@ -117,7 +118,7 @@ def run_bench(
     seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
     for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
         group = replace(bench, budgets=budgets)
-        runs += bench_one(loaded, facts, group, loop, name, config, attack, seed, original)
+        runs += bench_one(loaded, facts, group, loop, name, config, attack, seed, original, progress)
     largest = max(bench.budgets)
     config = {
         "bench": to_dict(bench),
@@ -241,17 +242,24 @@ def bench_one(
     attack_cfg: AttackConfig,
     seed: int,
     original: dict[str, torch.Tensor],
+    progress: bool = False,
 ) -> list[BenchRun]:
-    """One method and seed: unlearn T + V once up to the largest budget, then attack each budget's model."""
+    """One method and seed: unlearn T + V once up to the largest budget, then attack each budget's model.
+
+    With `progress`, the epochs and each attack show a bar (nested under a caller's), named by the
+    method and seed ("cir seed 1 epoch 3", "cir seed 1 budget 0.01 finetune").
+    """
     model, tokenizer = loaded.model, loaded.tokenizer
     train, val = split_facts(facts, bench.val_fraction, seed)
     model.load_state_dict(original)
     before = evaluate_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
-    result = unlearn_once(loaded, train, val, replace(loop, method=name, seed=seed), method_config, bench)
+    config = replace(loop, method=name, seed=seed)
+    result = unlearn_once(loaded, train, val, config, method_config, bench, progress, f"{name} seed {seed}")
     runs = []
     for budget in bench.budgets:
         epoch = budget_model(result, budget, original)
-        attack = ATTACKS.build(bench.attack, attack_cfg).run(model, tokenizer, train, val, progress=False)
+        attacker = ATTACKS.build(bench.attack, attack_cfg)
+        attack = attacker.run(model, tokenizer, train, val, progress, f"{name} seed {seed} budget {budget:g}")
         runs.append(bench_run(name, seed, budget, before, result, epoch, attack))
     model.load_state_dict(original)
     return runs
@@ -264,16 +272,26 @@ def unlearn_once(
     loop: UnlearnConfig,
     method_config: MethodConfig,
     bench: BenchConfig,
+    progress: bool = False,
+    label: str | None = None,
 ) -> UnlearnResult:
     """Unlearn T + V from the loaded model once, up to the largest bench budget, monitoring V.
 
     Every epoch's trained weights are kept, for `budget_model`. The data, its order and the seed are
     those of `cir unlearn --forget T V` with the same settings, so the trajectory is the same.
+    `progress` and `label` are `unlearn`'s (a bar per epoch, f"{label} epoch {n}").
     """
     data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
     config = replace(loop, budget=max(bench.budgets))
     return unlearn(
-        loaded.model, loaded.tokenizer, data, config, method_config, progress=False, keep_every_epoch=True
+        loaded.model,
+        loaded.tokenizer,
+        data,
+        config,
+        method_config,
+        progress,
+        keep_every_epoch=True,
+        label=label,
     )
 
 

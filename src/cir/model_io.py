@@ -8,10 +8,13 @@ is never overwritten.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from cir.errors import ConfigError, ModelError
 from cir.outputs import atomic_output_dir
@@ -32,6 +35,7 @@ def load_model(
     trust_remote_code: bool = False,
     device_map: str | None = None,
     cache_dir: Path | None = None,
+    progress: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from a local folder or a Hugging Face hub id.
 
@@ -48,6 +52,8 @@ def load_model(
         device_map: Passed to `from_pretrained` (e.g. "auto", via accelerate) for models larger than
             one GPU; the model is then placed by accelerate and not moved to `device`.
         cache_dir: Where built-in and GGUF models are converted to (default `$XDG_CACHE_HOME/cir`).
+        progress: Let transformers show its loading (and de-quantising) bars; False silences them
+            for this call only.
 
     Returns:
         The model and its tokenizer.
@@ -60,7 +66,8 @@ def load_model(
         ConfigError: if `device` is not a valid device on this machine.
 
     """
-    source = _check_source(resolve_model(name_or_path, cache_dir))
+    with transformers_bars(progress):  # a first conversion de-quantises with a bar of its own
+        source = _check_source(resolve_model(name_or_path, cache_dir, progress))
     kwargs: dict[str, Any] = {
         "dtype": _model_dtype(dtype, source),
         "use_safetensors": True,
@@ -75,18 +82,44 @@ def load_model(
         # transformers 5 ignores `local_files_only` unless it is also given in `adapter_kwargs`.
         kwargs["local_files_only"] = True
         kwargs["adapter_kwargs"] = {"local_files_only": True}
+    with transformers_bars(progress):
+        model, tokenizer = _from_pretrained(source, kwargs, is_local)
+    if target is not None:
+        model.to(target)
+    return model.eval(), tokenizer
+
+
+def _from_pretrained(
+    source: str, kwargs: dict[str, Any], is_local: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model with `kwargs` and its tokenizer (the same remote-code and local-only settings).
+
+    Raises:
+        ModelError: if transformers cannot load either, with what to do (`_load_failure`).
+    """
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(
             source,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=kwargs["trust_remote_code"],
             local_files_only=kwargs.get("local_files_only", False),
         )
     except (OSError, ValueError) as error:
         raise ModelError(_load_failure(source, is_local, error)) from error
-    if target is not None:
-        model.to(target)
-    return model.eval(), tokenizer
+    return model, tokenizer
+
+
+@contextmanager
+def transformers_bars(show: bool) -> Iterator[None]:
+    """Leave transformers' progress bars as they are (`show`), or turn them off inside and back after."""
+    if show or not transformers_logging.is_progress_bar_enabled():
+        yield
+        return
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.enable_progress_bar()
 
 
 def save_model(

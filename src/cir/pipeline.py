@@ -128,7 +128,7 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
         DataError, ModelError: for bad files or models.
     """
     demo = default_world(inputs, progress)
-    return open_model(inputs, demo, load_data(inputs, demo))
+    return open_model(inputs, demo, load_data(inputs, demo), progress)
 
 
 def load_data(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> UnlearnData:
@@ -150,8 +150,12 @@ def load_data(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> UnlearnD
     return UnlearnData(forget, retain, general)
 
 
-def open_model(inputs: Inputs, demo: DemoPaths | FactSetPaths | None, data: UnlearnData) -> Loaded:
+def open_model(
+    inputs: Inputs, demo: DemoPaths | FactSetPaths | None, data: UnlearnData, progress: bool = True
+) -> Loaded:
     """Load the model (the demo's, or `inputs.model`) next to its already checked data.
+
+    `progress=False` silences transformers' loading bars.
 
     Raises:
         ModelError, ConfigError: for a model that cannot be loaded or a bad device.
@@ -159,7 +163,13 @@ def open_model(inputs: Inputs, demo: DemoPaths | FactSetPaths | None, data: Unle
     name = str(demo.model) if isinstance(demo, DemoPaths) else inputs.model
     assert name is not None  # default_world builds the demo when no model is given
     model, tokenizer = load_model(
-        name, inputs.device, inputs.dtype, inputs.trust_remote_code, inputs.device_map, inputs.cache_dir
+        name,
+        inputs.device,
+        inputs.dtype,
+        inputs.trust_remote_code,
+        inputs.device_map,
+        inputs.cache_dir,
+        progress,
     )
     source = Path(name) if Path(name).is_dir() else None
     return Loaded(model, tokenizer, data, source, demo)
@@ -283,6 +293,7 @@ def run_attack(
         inputs.trust_remote_code,
         inputs.device_map,
         inputs.cache_dir,
+        progress,
     )
     result = attacker.run(model, tokenizer, train, evaluate, progress)
     with atomic_output_dir(out, force, protected=[Path(inputs.model)]) as staging:
@@ -315,7 +326,7 @@ def run(
     demo = default_world(inputs, progress)
     train, evaluate = attack_facts(inputs, demo)
     attacker.check(train, evaluate)
-    loaded = open_model(inputs, demo, load_data(inputs, demo))
+    loaded = open_model(inputs, demo, load_data(inputs, demo), progress)
     probe = probe or (lambda stage, model, tokenizer: None)
     with atomic_output_dir(out, force, protected=[loaded.source] if loaded.source else []) as staging:
         probe("before unlearning", loaded.model, loaded.tokenizer)

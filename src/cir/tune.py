@@ -93,7 +93,7 @@ def tune(
         study_name: default f"{method}-budget{budget}", the name `cir bench --tuned` looks for.
         budget: the disruption budget every trial is held to.
         seed: the T/V split and data order of every trial; seeds the sampler.
-        progress: show a bar over trials.
+        progress: show a bar over trials, and under it each trial's epochs and attack (`bench_one`).
         worker: this machine's number when several share the study, so their samplers differ.
 
     Raises:
@@ -180,14 +180,18 @@ def optimize(
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         with tqdm(total=trials, desc=name, disable=not progress) as bar:
-            study.optimize(objective(setup, method, budget, seed), n_trials=trials, callbacks=[advance(bar)])
+            run = objective(setup, method, budget, seed, progress)
+            study.optimize(run, n_trials=trials, callbacks=[advance(bar)])
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
 
 
-def objective(setup: Setup, method: str, budget: float, seed: int) -> Any:
-    """The trial function: bench `method` at `budget` and `seed`; returns V's post-attack metric."""
+def objective(setup: Setup, method: str, budget: float, seed: int, progress: bool = False) -> Any:
+    """The trial function: bench `method` at `budget` and `seed`; returns V's post-attack metric.
+
+    With `progress`, each trial shows its epochs and attack in bars (`bench.bench_one`).
+    """
     bench = replace(setup.bench, budgets=[budget])
     search_space = METHODS.get(method).search_space
     assert search_space is not None  # prepare checked
@@ -196,7 +200,16 @@ def objective(setup: Setup, method: str, budget: float, seed: int) -> Any:
         explicit = {method: setup.overrides.get(method, {})}
         config = per_method_configs([method], explicit, {method: search_space(trial)})[method]
         (result,) = bench_one(
-            setup.loaded, setup.facts, bench, setup.loop, method, config, setup.attack, seed, setup.original
+            setup.loaded,
+            setup.facts,
+            bench,
+            setup.loop,
+            method,
+            config,
+            setup.attack,
+            seed,
+            setup.original,
+            progress,
         )
         if "interrupted" in result.stop_reasons.values():
             raise KeyboardInterrupt  # a cut-short trial must not score: Optuna marks it failed

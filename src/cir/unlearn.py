@@ -112,6 +112,7 @@ def unlearn(
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     keep_every_epoch: bool = False,
+    label: str | None = None,
 ) -> UnlearnResult:
     """Unlearn `data.forget_facts` from `model` in place with the configured method.
 
@@ -121,10 +122,12 @@ def unlearn(
         data: forget facts, retain texts, general texts and the facts to monitor.
         config: the loop's settings.
         method_config: the method's settings (its defaults when None).
-        progress: show a bar per epoch.
+        progress: show a bar per epoch (`leave=False`: it nests under a caller's bar).
         on_epoch: called with each epoch's record after it is measured, before the budget check.
         keep_every_epoch: keep a CPU copy of the trained weights after every epoch within the
             budget in `result.snapshots` (the bench's way to reach several budgets in one run).
+        label: names the run in the epoch bars, f"{label} epoch {n}" (default: the method's name;
+            the bench passes e.g. "cir seed 1").
 
     Raises:
         ConfigError: unknown method or a method setting that cannot apply to this model.
@@ -155,7 +158,8 @@ def unlearn(
         budget = DisruptionBudget.of(config.budget_metric, config.budget, history.before)
         snapshots = EpochSnapshots(method.trained_parameters(), keep_every_epoch)
         loop = _Loop(method, probe, budget, snapshots, clock, history, on_epoch)
-        stop_reason, kept = loop.run(len(forget), len(retain), config, progress)
+        bar_label = (label or config.method) if progress else None
+        stop_reason, kept = loop.run(len(forget), len(retain), config, bar_label)
     finally:
         for parameter, flag in zip(model.parameters(), flags, strict=True):
             parameter.requires_grad_(flag)
@@ -183,9 +187,12 @@ class _Loop:
     on_epoch: EpochCallback | None
 
     def run(
-        self, forget_count: int, retain_count: int, config: UnlearnConfig, progress: bool
+        self, forget_count: int, retain_count: int, config: UnlearnConfig, label: str | None
     ) -> tuple[str, int]:
-        """Epochs until the budget, max_epochs or Ctrl-C; leaves the kept epoch's weights in place."""
+        """Epochs until the budget, max_epochs or Ctrl-C; leaves the kept epoch's weights in place.
+
+        A bar per epoch, f"{label} epoch {n}", unless `label` is None.
+        """
         kept = 0
         with interrupt_flag() as interrupted:
             for epoch in range(config.max_epochs):  # CIR's epoch 0 only gathers statistics
@@ -193,8 +200,8 @@ class _Loop:
                 with self.clock:
                     for index in tqdm(
                         range(forget_count),
-                        desc=f"{config.method} epoch {epoch}",
-                        disable=not progress,
+                        desc=f"{label} epoch {epoch}",
+                        disable=label is None,
                         leave=False,
                     ):
                         for key, value in self.method.step(index, index % retain_count, epoch).items():

@@ -60,10 +60,13 @@ class Attack(Protocol):
         train_facts: list[Fact],
         eval_facts: list[Fact],
         progress: bool = True,
+        label: str | None = None,
     ) -> AttackResult:
         """Attack `model` in place using `train_facts` (T), measuring `eval_facts` (V) throughout.
 
-        The caller saves the unlearned model first if it needs it afterwards.
+        The caller saves the unlearned model first if it needs it afterwards. With `progress`, a bar
+        over the attack's epochs is shown (cleared at the end when nested under a caller's bar),
+        its description prefixed by `label` (the bench passes e.g. "cir seed 1 budget 0.01").
 
         Raises:
             DataError, ConfigError: as `check`, which `run` calls first.

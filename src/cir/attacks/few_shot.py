@@ -81,8 +81,11 @@ class FewShot:
         train_facts: list[Fact],
         eval_facts: list[Fact],
         progress: bool = True,
+        label: str | None = None,
     ) -> AttackResult:
-        """Score V 0-shot (epoch 0), then k-shot (epoch 1); the model is only read (`progress` is unused).
+        """Score V 0-shot (epoch 0), then k-shot (epoch 1); the model is only read.
+
+        Two scorings need no bar: `progress` and `label` are unused.
 
         Raises:
             DataError, ConfigError: as `check`.

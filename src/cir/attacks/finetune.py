@@ -85,6 +85,7 @@ class Finetune:
         train_facts: list[Fact],
         eval_facts: list[Fact],
         progress: bool = True,
+        label: str | None = None,
     ) -> AttackResult:
         """Fine-tune `model` in place on T's sentences; history[e] holds V's metrics after epoch e.
 
@@ -101,10 +102,11 @@ class Finetune:
         seed_everything(plan.seed)
         claimed = claimed_parameters(model, self.config.trained)
         snapshot = cpu_snapshot(dict(model.named_parameters()))
+        desc = f"{label} finetune" if label else "finetune"
         with Stopwatch() as watch, preserved_state(model):
             freeze_all_but(model, list(claimed.values()))
             history, stop_reason = train_epochs(
-                model, tokenizer, list(claimed.values()), train_facts, eval_facts, plan, progress, "finetune"
+                model, tokenizer, list(claimed.values()), train_facts, eval_facts, plan, progress, desc
             )
         changes = verify_changes(
             list(claimed), changed_parameters(dict(model.named_parameters()), snapshot), "finetune"

@@ -88,6 +88,7 @@ class Lora:
         train_facts: list[Fact],
         eval_facts: list[Fact],
         progress: bool = True,
+        label: str | None = None,
     ) -> AttackResult:
         """Relearn T through an adapter; history[e] holds V's metrics after epoch e (0 = before).
 
@@ -102,6 +103,7 @@ class Lora:
         targets = target_modules(model, self.config.target_modules)
         seed_everything(plan.seed)  # LoRA's A is drawn from torch's global generator
         base = cpu_snapshot(dict(model.named_parameters()))
+        desc = f"{label} lora" if label else "lora"
         with (
             Stopwatch() as watch,
             preserved_state(model),
@@ -110,7 +112,7 @@ class Lora:
             freeze_all_but(model, list(adapter.values()))
             start = cpu_snapshot(adapter)
             history, stop_reason = train_epochs(
-                model, tokenizer, list(adapter.values()), train_facts, eval_facts, plan, progress, "lora"
+                model, tokenizer, list(adapter.values()), train_facts, eval_facts, plan, progress, desc
             )
             moved = changed_parameters(adapter, start)
         moved += changed_parameters(dict(model.named_parameters()), base)  # the base: should stay empty

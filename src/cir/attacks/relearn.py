@@ -170,7 +170,8 @@ def train_epochs(
         before = [float(loss_of(model, b.to(device))) for b in shuffled(rows, tokenizer, plan, None)]
     history, seconds = [entry(0, sum(before) / len(before), 0.0)], 0.0
     with interrupt_flag() as interrupted:
-        for epoch in tqdm(range(1, plan.epochs + 1), desc=desc, disable=not progress):
+        # leave=None: the bar stays when it stands alone and is cleared when nested under another
+        for epoch in tqdm(range(1, plan.epochs + 1), desc=desc, disable=not progress, leave=None):
             start = time.perf_counter()
             losses = [
                 train_step(model, b.to(device), optimizer) for b in shuffled(rows, tokenizer, plan, generator)
