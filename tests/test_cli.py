@@ -9,6 +9,11 @@ from safetensors.torch import load_file
 
 import tiny
 from cir.cli import main, parse_args
+from cir.data.batches import make_batches
+from cir.data.facts import load_facts
+from cir.evals.metrics import general_loss
+from cir.evals.scores import evaluate_facts
+from cir.model_io import load_model
 
 
 @pytest.fixture(scope="module")
@@ -369,3 +374,31 @@ def test_eval_and_attack_pass_the_device_map_to_the_loader(workspace, tmp_path, 
     fast = ("--device-map", "auto", "attack.epochs=1", "attack.batch_size=2")
     assert main(attack_args(workspace, workspace.train, workspace.eval, out, *fast)) == 0
     assert seen == ["auto", "auto"]
+
+
+def test_eval_scores_each_file_in_both_formats_and_the_general_text(workspace, capsys):
+    files = ["--facts", str(workspace.train), str(workspace.eval), "--general", str(workspace.general)]
+    args = ["eval", "--model", str(workspace.model), *files, "--format", "both", "--device", "cpu"]
+    assert main([*args, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    model, tokenizer = load_model(workspace.model, device="cpu")
+    for path in (workspace.train, workspace.eval):
+        for mcq_format in ("choice", "letter"):
+            expected = evaluate_facts(model, tokenizer, load_facts(path), mcq_format).to_json()
+            assert printed[f"{path} ({mcq_format})"] == pytest.approx(expected, abs=1e-6)
+    texts = workspace.general.read_text().splitlines()
+    expected_loss = general_loss(model, make_batches(tokenizer, texts, 64))
+    assert printed[str(workspace.general)] == {"general_loss": pytest.approx(expected_loss, abs=1e-6)}
+    assert len(printed) == 5
+
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["file", "acc_t0", "acc_t1", "answer_prob", "general_loss", "recall_loss"]
+    assert [line.split()[0] for line in lines[2:]] == [
+        "T.jsonl",
+        "T.jsonl",
+        "V.jsonl",
+        "V.jsonl",
+        "general.txt",
+    ]
+    assert f"{expected_loss:.3f}" in lines[-1]

@@ -16,21 +16,26 @@ import cir.attacks
 import cir.methods  # noqa: F401  (registers the methods)
 from cir.bench import run_bench
 from cir.config import merge, split_overrides
-from cir.data.batches import make_batches
 from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
 from cir.errors import CirError, ConfigError
-from cir.evals.metrics import general_loss
-from cir.evals.scores import MCQ_FORMATS, evaluate_facts
+from cir.evals.scores import MCQ_FORMATS, score_files
 from cir.fact_sets import FactSetConfig, build_fact_sets
 from cir.model_io import load_model
 from cir.pipeline import Inputs, raw_config, run, run_attack, run_unlearn
 from cir.real_demo import fact_sets_markdown, run_real_demo
-from cir.records import AttackResult
-from cir.registry import ATTACKS, METHODS, Registry
-from cir.report import bench_markdown, run_markdown, table
-from cir.tune import load_tuned, tune, tune_all
-from cir.unlearn import UnlearnResult
+from cir.registry import ATTACKS, METHODS
+from cir.report import (
+    attack_text,
+    bench_markdown,
+    demo_build_text,
+    eval_table,
+    registry_table,
+    run_markdown,
+    tuned_note,
+    unlearn_text,
+)
+from cir.tune import best_text, load_tuned, tune, tune_all
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,7 +259,7 @@ def cmd_world_build(args: argparse.Namespace) -> None:
     paths = build_demo(config, cache_dir=args.cache_dir)
     report = json.loads(paths.report.read_text())
     print(f"demo model: {paths.model}  (built in {report['build_seconds']:.0f} s)")
-    print(_facts_table(report))
+    print(demo_build_text(report))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -266,7 +271,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     else:
         facts_files, general = args.facts or [], args.general
     facts = {str(path): load_facts(path) for path in facts_files}
-    texts = load_texts(general) if general is not None else None
+    general_texts = {str(general): load_texts(general)} if general is not None else {}
     if args.model is None:
         model, tokenizer = load_demo(paths, args.device)
     else:
@@ -274,25 +279,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
             args.model, args.device, args.dtype, args.trust_remote_code, args.device_map, args.cache_dir
         )
     formats = MCQ_FORMATS if args.format == "both" else (args.format,)
-    results: dict[str, dict[str, float]] = {}
-    for path, file_facts in facts.items():
-        for mcq_format in formats:
-            scores = evaluate_facts(model, tokenizer, file_facts, mcq_format).to_json()
-            results[path if len(formats) == 1 else f"{path} ({mcq_format})"] = scores
-    if texts is not None:
-        batches = [b.to(model.device) for b in make_batches(tokenizer, texts, 64)]
-        results[str(general)] = {"general_loss": general_loss(model, batches)}
+    results = score_files(model, tokenizer, facts, formats, general_texts)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    rows = [{"file": Path(k).name, **v} for k, v in results.items()]
-    print(table(rows, ["file", *sorted({c for r in rows for c in r} - {"file"})]))
+    print(eval_table(results))
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
     """`cir unlearn`."""
     result = run_unlearn(_inputs(args), raw_config(args.config, args.overrides), args.out, args.force)
-    _print_unlearn(result, args.out)
+    print(unlearn_text(result, args.out))
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -307,7 +304,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
         device_map=args.device_map,
     )
     result = run_attack(inputs, args.attack, raw_config(args.config, args.overrides), args.out, args.force)
-    _print_attack(result, args.out)
+    print(attack_text(result, args.out))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -327,9 +324,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     results = run_bench(_inputs(args, list(args.facts or [])), raw, args.out, args.force, tuned=tuned)
     print(bench_markdown(results))
     if tuned is not None:
-        studies = results.config["tuned"]
-        used = sorted({f"{t['study']} (trial {t['trial']})" for c in studies.values() for t in c.values()})
-        print(f"tuned params: {'; '.join(used) or 'none (no study matches the methods and budgets)'}")
+        print(tuned_note(results))
     print(f"output: {args.out}")
 
 
@@ -347,14 +342,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     else:
         studies = [tune(inputs, raw, args.method, study_name=args.study, **common)]
     for study in studies:
-        best = study.best_trial
-        params = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
-        )
-        print(
-            f"{study.study_name}: best {study.user_attrs['metric']} {best.value:.4f} "
-            f"(trial {best.number}, {len(study.trials)} trials); {params}"
-        )
+        print(best_text(study))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -366,7 +354,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     paths = build_demo(cache_dir=args.cache_dir)
     build_report = json.loads(paths.report.read_text())
     print(f"demo model: {paths.model}")
-    print(_facts_table(build_report))
+    print(demo_build_text(build_report))
     report = run(
         Inputs(cache_dir=args.cache_dir), raw_config(None, args.overrides), "finetune", out, args.force
     )
@@ -378,9 +366,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def _real_demo(args: argparse.Namespace, out: Path) -> None:
     overrides = raw_config(None, args.overrides)
     demo = run_real_demo(args.model, overrides, out, args.force, args.cache_dir, args.device)
-    print(f"{args.model}: fact sets in {demo.paths.folder}\n{fact_sets_markdown(demo.fact_sets)}")
-    print(run_markdown(demo.report))
-    print(demo.probe.markdown())
+    print(demo.markdown())
     print(f"output: {out}")
 
 
@@ -396,52 +382,9 @@ def cmd_facts_build(args: argparse.Namespace) -> None:
 
 def cmd_methods(args: argparse.Namespace) -> None:
     """`cir methods`."""
-    _print_registry(METHODS, "method")
+    print(registry_table(METHODS, "method"))
 
 
 def cmd_attacks(args: argparse.Namespace) -> None:
     """`cir attacks`."""
-    _print_registry(ATTACKS, "attack")
-
-
-def _print_registry(registry: Registry, kind: str) -> None:
-    rows = [{kind: name, "description": registry.get(name).description} for name in registry.names()]
-    print(table(rows, [kind, "description"]))
-
-
-def _facts_table(report: dict) -> str:
-    rows = [
-        {
-            "facts": name,
-            "acc_t0": report[f"{name}_acc_t0"],
-            "acc_t1": report[f"{name}_acc_t1"],
-            "answer_prob": report[f"{name}_answer_prob"],
-        }
-        for name in ("forget", "retain", "extra")
-        if f"{name}_acc_t0" in report
-    ]
-    return (
-        table(rows, ["facts", "acc_t0", "acc_t1", "answer_prob"])
-        + f"\ngeneral-text loss: {report['general_loss']:.4f}"
-    )
-
-
-def _print_unlearn(result: UnlearnResult, out: Path) -> None:
-    stages = {"before": result.history.before, "after": result.kept}
-    rows = [
-        {"": stage, **record.facts.to_json(), "general_loss": record.disruption.general_loss}
-        | {"kl": record.disruption.kl}
-        for stage, record in stages.items()
-    ]
-    print(table(rows, list(rows[0]), digits=4))
-    print(
-        f"{result.stop_reason} after {result.epochs} epoch(s) kept; "
-        f"{result.seconds:.1f} s ({result.seconds_per_fact:.3f} s per fact); output: {out}"
-    )
-
-
-def _print_attack(result: AttackResult, out: Path) -> None:
-    stages = {"before": result.before, "final": result.final, "post_attack": result.post_attack}
-    rows = [{"": stage, **scores.to_json()} for stage, scores in stages.items()]
-    print(table(rows, list(rows[0]), digits=4))
-    print(f"post-attack: {result.post_attack_definition}; output: {out}")
+    print(registry_table(ATTACKS, "attack"))

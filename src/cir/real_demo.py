@@ -22,7 +22,7 @@ from cir.pipeline import Inputs, config_source, run
 from cir.pretrained import BUILTIN_MODELS
 from cir.probes import StageProbe
 from cir.records import RunReport
-from cir.report import table
+from cir.report import run_markdown, table
 
 SHOWN_FACTS = 4  # V facts whose cloze prompts are completed greedily at each stage
 DEMO_FACTS = 100  # forget facts unlearned by the demo (T 80, V 20): minutes on 2 CPU cores
@@ -33,10 +33,18 @@ VAL_SHARE = 0.2
 class RealDemo:
     """What the demo produced: the run's report, the probe's tables and the fact sets' build report."""
 
+    model: str  # the built-in model's name
     report: RunReport
     probe: StageProbe
     fact_sets: dict[str, Any]
     paths: FactSetPaths
+
+    def markdown(self) -> str:
+        """Where the fact sets are and how they were built, the run's report and the probe's tables."""
+        return (
+            f"{self.model}: fact sets in {self.paths.folder}\n{fact_sets_markdown(self.fact_sets)}\n"
+            f"{run_markdown(self.report)}\n{self.probe.markdown()}"
+        )
 
 
 def run_real_demo(
@@ -79,7 +87,7 @@ def run_real_demo(
             device=device,
         )
         report = run(inputs, raw, "finetune", out, force, probe=probe)
-    return RealDemo(report, probe, json.loads(paths.report.read_text()), paths)
+    return RealDemo(model, report, probe, json.loads(paths.report.read_text()), paths)
 
 
 def fact_sets_markdown(build: dict[str, Any]) -> str:

@@ -1,7 +1,9 @@
 """Readable results: the bench's aggregate table, plain-text and Markdown tables, and run reports.
 
 `aggregate` turns the bench's runs into one row per (budget, method) of means and `_std`s over
-seeds; `retable` rebuilds a results folder's table and Markdown from its recorded runs.
+seeds; `retable` rebuilds a results folder's table and Markdown from its recorded runs. The text
+the command line prints for each command's result (`demo_build_text`, `unlearn_text`, ...) is
+formatted here too, so the CLI only parses and calls.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import json
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cir.errors import DataError
 from cir.files import read_text
 from cir.outputs import write_json_atomic
-from cir.records import BenchResults, BenchRun, RunReport
+from cir.records import AttackResult, BenchResults, BenchRun, RunReport
+
+if TYPE_CHECKING:
+    from cir.registry import Registry
+    from cir.unlearn import UnlearnResult
 
 V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
 STAGES = ("before", "unlearned", "post_attack")
@@ -116,6 +122,65 @@ def run_markdown(report: RunReport) -> str:
         f"General-text loss {report.general_loss_before:.4f} -> {report.general_loss_after:.4f}; "
         f"{report.epochs} epoch(s) kept ({report.stop_reason}); "
         f"{report.seconds_per_fact:.3f} s per fact.\n"
+    )
+
+
+def tuned_note(results: BenchResults) -> str:
+    """The `cir tune` studies (and trials) whose params a `cir bench --tuned` run used."""
+    studies = results.config["tuned"]
+    used = sorted({f"{t['study']} (trial {t['trial']})" for c in studies.values() for t in c.values()})
+    return f"tuned params: {'; '.join(used) or 'none (no study matches the methods and budgets)'}"
+
+
+def registry_table(registry: Registry, kind: str) -> str:
+    """`cir methods` / `cir attacks`: each registered name (a `kind`) and its description."""
+    rows = [{kind: name, "description": registry.get(name).description} for name in registry.names()]
+    return table(rows, [kind, "description"])
+
+
+def eval_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """`cir eval`'s table: a row per scored file (its name without the folder), a column per metric."""
+    rows = [{"file": Path(name).name, **scores} for name, scores in results.items()]
+    return table(rows, ["file", *sorted({c for r in rows for c in r} - {"file"})])
+
+
+def demo_build_text(build: Mapping[str, Any]) -> str:
+    """The demo model's build report: each fact set's prior scores, and the general-text loss."""
+    rows = [
+        {
+            "facts": name,
+            "acc_t0": build[f"{name}_acc_t0"],
+            "acc_t1": build[f"{name}_acc_t1"],
+            "answer_prob": build[f"{name}_answer_prob"],
+        }
+        for name in ("forget", "retain", "extra")
+        if f"{name}_acc_t0" in build
+    ]
+    columns = ["facts", "acc_t0", "acc_t1", "answer_prob"]
+    return f"{table(rows, columns)}\ngeneral-text loss: {build['general_loss']:.4f}"
+
+
+def unlearn_text(result: UnlearnResult, out: Path) -> str:
+    """`cir unlearn`'s result: forget facts and disruption before and after, why it stopped, its cost."""
+    stages = {"before": result.history.before, "after": result.kept}
+    rows = [
+        {"": stage, **record.facts.to_json(), "general_loss": record.disruption.general_loss}
+        | {"kl": record.disruption.kl}
+        for stage, record in stages.items()
+    ]
+    return (
+        f"{table(rows, list(rows[0]), digits=4)}\n"
+        f"{result.stop_reason} after {result.epochs} epoch(s) kept; "
+        f"{result.seconds:.1f} s ({result.seconds_per_fact:.3f} s per fact); output: {out}"
+    )
+
+
+def attack_text(result: AttackResult, out: Path) -> str:
+    """`cir attack`'s result: V before the attack, after its last epoch and post-attack (its best)."""
+    stages = {"before": result.before, "final": result.final, "post_attack": result.post_attack}
+    rows = [{"": stage, **scores.to_json()} for stage, scores in stages.items()]
+    return (
+        f"{table(rows, list(rows[0]), digits=4)}\npost-attack: {result.post_attack_definition}; output: {out}"
     )
 
 

@@ -222,6 +222,16 @@ def objective(setup: Setup, method: str, budget: float, seed: int, progress: boo
     return run
 
 
+def best_text(study: optuna.Study) -> str:
+    """One line: the study's best value of its metric, at which trial of how many, with its params."""
+    best = study.best_trial
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+    return (
+        f"{study.study_name}: best {study.user_attrs['metric']} {best.value:.4f} "
+        f"(trial {best.number}, {len(study.trials)} trials); {params}"
+    )
+
+
 def advance(bar: tqdm) -> Any:
     """A study callback that moves `bar` on one trial and shows the best value so far."""
 

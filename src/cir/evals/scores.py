@@ -6,15 +6,16 @@ formats), so neither of those imports the other's caller.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, get_args
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from cir.data.batches import make_batches
 from cir.data.facts import Fact
 from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
-from cir.evals.metrics import PaddingSide, answer_recall
+from cir.evals.metrics import PaddingSide, answer_recall, general_loss, model_device
 from cir.records import FactScores
 
 McqFormat = Literal[
@@ -52,3 +53,36 @@ def evaluate_facts(
     mcq = MCQ_SCORERS[mcq_format](model, tokenizer, facts, batch_size, padding_side)
     recall = answer_recall(model, tokenizer, facts, batch_size, padding_side)
     return FactScores(mcq.acc_t0, mcq.acc_t1, recall.answer_prob, recall.recall_loss)
+
+
+def score_files(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    facts: Mapping[str, Sequence[Fact]],
+    formats: Sequence[McqFormat] = ("choice",),
+    general: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """`cir eval`'s numbers: every fact metric of each fact file in each format, and general-text losses.
+
+    Args:
+        model: the model to score.
+        tokenizer: its tokenizer.
+        facts: file name -> its facts.
+        formats: MCQ formats; with more than one, each file's key gets " (format)" appended.
+        general: file name -> held-out texts, scored by `general_loss` (64 texts a batch).
+
+    Returns:
+        Key (file name) -> `FactScores.to_json()`, or `{"general_loss": ...}` for a general text.
+
+    Raises:
+        ConfigError, DataError, ModelError: as `evaluate_facts`.
+    """
+    results: dict[str, dict[str, float]] = {}
+    for name, file_facts in facts.items():
+        for mcq_format in formats:
+            scores = evaluate_facts(model, tokenizer, file_facts, mcq_format).to_json()
+            results[name if len(formats) == 1 else f"{name} ({mcq_format})"] = scores
+    for name, texts in (general or {}).items():
+        batches = [b.to(model_device(model)) for b in make_batches(tokenizer, list(texts), 64)]
+        results[name] = {"general_loss": general_loss(model, batches)}
+    return results
