@@ -139,6 +139,7 @@ def _add_attack(commands: argparse._SubParsersAction) -> None:
     attack.add_argument("--attack", default="finetune", help="finetune, lora, few_shot (see `cir attacks`)")
     _output_args(attack, "YAML config file with an `attack:` section", "e.g. attack.epochs=50")
     _model_args(attack)
+    _cache_arg(attack)
     attack.set_defaults(handler=cmd_attack)
 
 
@@ -302,6 +303,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
         device_map=args.device_map,
+        cache_dir=args.cache_dir,
     )
     result = run_attack(inputs, args.attack, raw_config(args.config, args.overrides), args.out, args.force)
     print(attack_text(result, args.out))
