@@ -33,9 +33,13 @@ def test_shipped_config_builds(path):
     else:
         sections = split_sections(raw, RUN_SECTIONS, str(path))
         loop, method = unlearn_configs(sections, str(path))
-        attack_config("finetune", sections, str(path))
+        attack = attack_config("finetune", sections, str(path))
         paper = path.stem == "paper_llama8b"
         assert loop.method == "cir" and method.forget_layers == (
             [6, 7, 8, 9, 10, 11] if paper else [4, 5, 6, 7, 8, 9]
         )
+        if paper:  # the paper's attack (method.md section 7), not the demo-sized defaults
+            assert (attack.optimizer, attack.lr, attack.epochs, attack.batch_size) == ("sgd", 1e-5, 100, 32)
+            assert (attack.sentences_per_fact, attack.trained) == (3, "mlp")
+            assert attack.sentences_per_fact == loop.sentences_per_fact  # T's unlearned sentences
     assert set(raw) <= set(BENCH_SECTIONS) | set(RUN_SECTIONS)
