@@ -12,7 +12,7 @@ from cir.config import from_dict
 from cir.modules import ModelShape
 from cir.pipeline import Inputs
 from cir.registry import METHODS
-from cir.tune import UNRECORDED_SHAPE, load_tuned, tune
+from cir.tune import UNRECORDED_SHAPE, load_tuned, tune, tune_all
 
 DEMO_DB = Path(__file__).parents[1] / "benchmarks" / "demo-tune.db"
 SHAPES = [ModelShape(3, 32), ModelShape(4, 128), ModelShape(30, 576), ModelShape(32, 4096)]
@@ -96,6 +96,17 @@ def test_tune_resumes_the_same_study_from_the_cli(study, files, capsys):
     out = capsys.readouterr().out
     assert f"grad_diff-budget1.0: best answer_prob {resumed.best_value:.4f}" in out
     assert f"(trial {resumed.best_trial.number}, 5 trials)" in out
+
+
+def test_tune_all_gives_the_ablation_a_study_of_its_own(files):
+    config = {**FAST, "bench": {**FAST["bench"], "methods": ["cir", "mlp_breaking"]}}
+    studies = tune_all(
+        inputs(files), config, trials=1, storage=files.root / "all.db", budget=1.0, progress=False
+    )
+    assert [s.study_name for s in studies] == ["cir-budget1.0", "mlp_breaking-budget1.0"]
+    ablation = studies[1].trials[0]
+    assert "k_act" not in ablation.params and ablation.user_attrs["method_config"]["k_act"] == 0
+    assert studies[0].trials[0].params["forget_layers"] in {"0,1", "0,1,2", "1,2", "1,2,3", "2,3"}  # 4 layers
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s.layers}x{s.hidden}")
