@@ -45,6 +45,11 @@ def window(shape: ModelShape, start: int, length: int) -> list[int]:
     return list(range(start, min(shape.layers, start + length)))
 
 
+def long_window(shape: ModelShape, start_percent: int) -> list[int]:
+    """The long window starting at `start_percent` % of depth (floored)."""
+    return window(shape, percent_of(shape.layers, start_percent), window_length(shape, LONG_WINDOW))
+
+
 def layer_windows(shape: ModelShape) -> list[list[int]]:
     """Every (start, length) window of the rule above, without repeats, by start then length."""
     lengths = sorted({window_length(shape, SHORT_WINDOW), window_length(shape, LONG_WINDOW)})

@@ -40,35 +40,29 @@ from cir.modules import (
 from cir.optim import normalised_step
 from cir.registry import METHODS
 from cir.retain import ResidualAnchor
-from cir.space import (
-    LONG_WINDOW,
-    WINDOW_STARTS,
-    layer_windows,
-    percent_of,
-    suggest_components,
-    suggest_layers,
-    window,
-    window_length,
-)
+from cir.space import layer_windows, long_window, suggest_components, suggest_layers
 
 if TYPE_CHECKING:
     from optuna import Trial
+
+FORGET_START = 20  # percent of depth where shaped_defaults' forget window starts (one of cir.space's)
+PAPER_K_ACT, PAPER_K_GRAD = 24, 36  # the paper's component counts: shaped_defaults' caps
 
 
 @dataclass
 class Config(MethodConfig):
     """CIR settings. Bracketed values are the paper's Llama-3.1-8B settings (preset `paper_llama8b`).
 
-    Layers and components left at None follow the model's shape (`shaped_defaults`); step norm and
-    retain rate are the best of 8 `cir tune` trials on the demo model at the 1% budget
+    forget_layers, k_act and k_grad left at None follow the model's shape (`shaped_defaults`); step
+    norm and retain rate are the best of 8 `cir tune` trials on the demo model at the 1% budget
     (benchmarks/demo-tune.db, trial 4, rounded), see benchmarks/README.md.
     """
 
     forget_layers: list[int] | None = None  # MLP outputs the loss breaks; None = shaped_defaults [6..11]
     trained_layers: list[int] | None = None  # MLPs updated; None = every layer up to the last forget layer
     module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
-    k_act: int | None = None  # input-side directions: mean + (k_act - 1) PCs; 0 = none; None = rule [24]
-    k_grad: int | None = None  # output-gradient-side directions, same rule; None = shaped_defaults [36]
+    k_act: int | None = None  # input-side directions: mean + (k_act - 1) PCs; 0 = none [24]
+    k_grad: int | None = None  # output-gradient-side directions, same rule [36]
     collapse: Literal["hard", "soft"] = "hard"  # hard removes the directions; soft shrinks PC i by λ_k/λ_i
     step_norm: float = 0.1  # η, the norm of each whole forget update [0.2]
     retain_lr: float = 0.2  # SGD learning rate of the retain step; 0 turns it off [3e-4]
@@ -107,12 +101,11 @@ def shaped_defaults(shape: ModelShape) -> dict[str, Any]:
     | SmolLM2-135M | 30 x 576 | 6-11 (method.md §9 hand-set 4-9) | 24 / 36 (§9's) |
     | Llama-3.1-8B | 32 x 4096 | 6-11 (the paper's) | 24 / 36 (the paper's) |
     """
-    start = percent_of(shape.layers, WINDOW_STARTS[1])  # 20% of depth
     width = 3 * shape.hidden // 16
     return {
-        "forget_layers": window(shape, start, window_length(shape, LONG_WINDOW)),
-        "k_act": max(1, min(24, width)),
-        "k_grad": max(1, min(36, width)),
+        "forget_layers": long_window(shape, FORGET_START),
+        "k_act": max(1, min(PAPER_K_ACT, width)),
+        "k_grad": max(1, min(PAPER_K_GRAD, width)),
     }
 
 
