@@ -69,7 +69,7 @@ SHAPES = {
 }
 PAPER = dict(forget_layers=[6, 7, 8, 9, 10, 11], k_act=24, k_grad=36, step_norm=0.2, retain_lr=3e-4)
 TINY = dict(forget_layers=[1, 2], k_act=8, k_grad=8, step_norm=0.2, retain_lr=3e-4)
-DEMO = dict(forget_layers=[0, 1, 2], k_act=54, k_grad=24, step_norm=0.1, retain_lr=0.2)  # CIR's defaults
+DEMO = dict(forget_layers=[0, 1, 2], k_act=54, k_grad=24, step_norm=0.1, retain_lr=0.2)  # demo-tuned
 SMOLLM2 = dict(forget_layers=[4, 5, 6, 7, 8, 9], k_act=24, k_grad=36, step_norm=0.3, retain_lr=3e-4)  # preset
 
 

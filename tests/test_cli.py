@@ -237,7 +237,7 @@ def test_a_bad_key_in_a_used_section_is_named(workspace, capsys):
     assert "attack: unknown key 'epochz' (did you mean 'epochs'?)" in err and "k_act" not in err
     assert main(commands["unlearn"]) == 2
     err = capsys.readouterr().err
-    assert "method: k_act: expected int, got 'many'" in err and "epochz" not in err
+    assert "method: k_act: expected int | None, got 'many'" in err and "epochz" not in err
     assert not out.exists()
 
 

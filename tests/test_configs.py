@@ -7,6 +7,7 @@ import pytest
 from cir.bench import BENCH_SECTIONS, bench_configs
 from cir.config import load_yaml, split_sections
 from cir.pipeline import PRESETS, RUN_SECTIONS, attack_config, unlearn_configs
+from cir.registry import METHODS
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = sorted([*PRESETS.glob("*.yaml"), *(ROOT / "benchmarks" / "configs").glob("*.yaml")])
@@ -19,6 +20,8 @@ def test_the_expected_files_are_found():
         "demo_tune.yaml",
         "paper_llama8b.yaml",
         "smollm2_135m.yaml",
+        "smollm2_bench.yaml",
+        "smollm2_tune.yaml",
         "wmdp_bench.yaml",
     ]
 
@@ -30,12 +33,29 @@ def test_shipped_config_builds(path):
         bench, loop, attack, overrides = bench_configs(raw)
         assert set(overrides) <= set(bench.methods) and bench.seeds >= 1 and loop.max_epochs >= 1
         assert attack.epochs >= 1
+        if path.stem.startswith("smollm2"):  # method.md section 9's attack, sized for a pretrained model
+            assert (attack.optimizer, attack.lr, attack.epochs, attack.trained) == ("adamw", 3e-5, 6, "mlp")
     else:
         sections = split_sections(raw, RUN_SECTIONS, str(path))
         loop, method = unlearn_configs(sections, str(path))
-        attack_config("finetune", sections, str(path))
+        attack = attack_config("finetune", sections, str(path))
         paper = path.stem == "paper_llama8b"
         assert loop.method == "cir" and method.forget_layers == (
             [6, 7, 8, 9, 10, 11] if paper else [4, 5, 6, 7, 8, 9]
         )
+        if paper:  # the paper's attack (method.md section 7), not the demo-sized defaults
+            assert (attack.optimizer, attack.lr, attack.epochs, attack.batch_size) == ("sgd", 1e-5, 100, 32)
+            assert (attack.sentences_per_fact, attack.trained) == (3, "mlp")
+            assert attack.sentences_per_fact == loop.sentences_per_fact  # T's unlearned sentences
     assert set(raw) <= set(BENCH_SECTIONS) | set(RUN_SECTIONS)
+
+
+def test_smollm2_configs_tune_the_headline_methods_and_bench_every_one():
+    configs = ROOT / "benchmarks" / "configs"
+    tune_bench, _, _, _ = bench_configs(load_yaml(configs / "smollm2_tune.yaml"))
+    bench, loop, _, _ = bench_configs(load_yaml(configs / "smollm2_bench.yaml"))
+    headline = ["cir", "mlp_breaking", "circuit_breakers", "rmu"]
+    # `cir tune --method all` tunes bench.methods, each in a study of its own (mlp_breaking too)
+    assert tune_bench.methods == [*headline, "grad_diff"]
+    assert sorted(bench.methods) == METHODS.names() and bench.methods[:4] == headline
+    assert (bench.budgets, bench.seeds, loop.max_epochs) == ([0.001, 0.01], 3, 10)

@@ -1,6 +1,7 @@
 """`cir tune` on a tiny saved model: seeded, resumable studies; search spaces; `cir bench --tuned`."""
 
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -8,9 +9,14 @@ import pytest
 import tiny
 from cir.cli import main
 from cir.config import from_dict
+from cir.modules import ModelShape
 from cir.pipeline import Inputs
 from cir.registry import METHODS
-from cir.tune import tune
+from cir.tune import UNRECORDED_SHAPE, load_tuned, tune, tune_all
+
+DEMO_DB = Path(__file__).parents[1] / "benchmarks" / "demo-tune.db"
+SHAPES = [ModelShape(3, 32), ModelShape(4, 128), ModelShape(30, 576), ModelShape(32, 4096)]
+LAYER_FIELDS = ("forget_layers", "trained_layers")
 
 FAST = {
     "bench": {"known_threshold": 0, "val_fraction": 0.34},
@@ -52,6 +58,7 @@ def test_study_completes_seeded_with_values_and_attrs(study, files):
     assert study.study_name == "grad_diff-budget1.0"
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert len(study.trials) == 3
+    assert (study.user_attrs["layers"], study.user_attrs["hidden"]) == (4, 32)  # the tiny model's shape
     for trial in study.trials:
         assert trial.state == optuna.trial.TrialState.COMPLETE
         assert math.isfinite(trial.value) and 0 < trial.value < 1
@@ -91,17 +98,67 @@ def test_tune_resumes_the_same_study_from_the_cli(study, files, capsys):
     assert f"(trial {resumed.best_trial.number}, 5 trials)" in out
 
 
+def test_tune_all_gives_the_ablation_a_study_of_its_own(files):
+    config = {**FAST, "bench": {**FAST["bench"], "methods": ["cir", "mlp_breaking"]}}
+    studies = tune_all(
+        inputs(files), config, trials=1, storage=files.root / "all.db", budget=1.0, progress=False
+    )
+    assert [s.study_name for s in studies] == ["cir-budget1.0", "mlp_breaking-budget1.0"]
+    ablation = studies[1].trials[0]
+    assert "k_act" not in ablation.params and ablation.user_attrs["method_config"]["k_act"] == 0
+    assert studies[0].trials[0].params["forget_layers"] in {"0,1", "0,1,2", "1,2", "1,2,3", "2,3"}  # 4 layers
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s.layers}x{s.hidden}")
 @pytest.mark.parametrize("name", METHODS.names())
-def test_search_space_builds_a_valid_config(name):
+def test_search_space_builds_a_valid_config_inside_the_model(name, shape):
     entry = METHODS.get(name)
     assert entry.search_space is not None, f"{name} has no search space: cir tune cannot tune it"
     sampled = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(8):
         trial = sampled.ask()
-        overrides = entry.search_space(trial)
+        overrides = entry.search_space(trial, shape)
         config = from_dict(entry.config_class, overrides, f"{name} search space")
         assert overrides and all(getattr(config, k) == v for k, v in overrides.items())
-        assert entry.search_space(optuna.trial.FixedTrial(trial.params)) == overrides  # best_params rebuild
+        layers = [*(overrides.get(f) or [] for f in LAYER_FIELDS), [overrides.get("layer", 0)]]
+        assert all(0 <= layer < shape.layers for group in layers for layer in group)
+        for key in ("k_act", "k_grad", "k"):
+            assert overrides.get(key, 0) <= max(1, shape.hidden // 2)
+        rebuilt = entry.search_space(optuna.trial.FixedTrial(trial.params), shape)
+        assert rebuilt == overrides  # best_params rebuild
+
+
+def test_committed_demo_study_replays_to_the_layers_it_searched():
+    tuned = load_tuned(DEMO_DB)
+    assert sorted(tuned) == ["cir", "circuit_breakers", "grad_diff", "npo", "repselect", "rmu", "simnpo"]
+    best = {name: tuned[name][0.01]["overrides"] for name in tuned}
+    cir = best["cir"]
+    assert cir["forget_layers"] == [0, 1, 2] and (cir["k_act"], cir["k_grad"]) == (54, 24)
+    assert best["circuit_breakers"]["forget_layers"] == [0, 1, 2] and best["rmu"]["layer"] == 2
+    assert best["repselect"]["trained_layers"] == [2, 3] and best["simnpo"]["trained_layers"] == [2, 3]
+    assert best["grad_diff"]["trained_layers"] == [0, 1, 2] == best["npo"]["trained_layers"]
+    storage = optuna.storages.RDBStorage(f"sqlite:///{DEMO_DB}")  # every trial, not only the best
+    for summary in optuna.get_all_study_summaries(storage):
+        assert "layers" not in summary.user_attrs  # made before the shape was recorded
+        search_space = METHODS.get(summary.study_name.split("-budget")[0]).search_space
+        for trial in optuna.load_study(study_name=summary.study_name, storage=storage).trials:
+            overrides = search_space(optuna.trial.FixedTrial(trial.params), UNRECORDED_SHAPE)
+            for key in (k for k in LAYER_FIELDS if k in trial.params):
+                label = trial.params[key]
+                assert overrides[key] == (None if label == "default" else [int(x) for x in label.split(",")])
+
+
+def test_load_tuned_rebuilds_in_the_shape_the_study_recorded(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shape.db'}"
+    study = optuna.create_study(storage=storage, study_name="cir-budget0.01")
+    study.set_user_attr("layers", 30)
+    study.set_user_attr("hidden", 576)
+    study.enqueue_trial({"forget_layers": "6,7,8,9,10,11", "k_act": 24, "k_grad": 36})
+    trial = study.ask()
+    METHODS.get("cir").search_space(trial, ModelShape(30, 576))
+    study.tell(trial, 0.5)
+    overrides = load_tuned(tmp_path / "shape.db")["cir"][0.01]["overrides"]
+    assert overrides["forget_layers"] == [6, 7, 8, 9, 10, 11] and overrides["k_grad"] == 36
 
 
 def test_tune_progress_shows_each_trials_epochs_and_attack_under_the_trial_count(files, tmp_path, capsys):

@@ -55,6 +55,23 @@ def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     return max(matching, key=len)
 
 
+@dataclass(frozen=True)
+class ModelShape:
+    """What the shape-following defaults and search spaces read of a model (`cir.space`)."""
+
+    layers: int  # decoder layers
+    hidden: int  # width of the residual stream (d_model)
+
+
+def model_shape(model: PreTrainedModel) -> ModelShape:
+    """The number of decoder layers and the residual-stream width (the input embeddings' size).
+
+    Raises:
+        ModelError: if the model has no list of decoder layers.
+    """
+    return ModelShape(len(decoder_layers(model)), model.get_input_embeddings().embedding_dim)
+
+
 def layer_index_map(model: PreTrainedModel) -> dict[str, int]:
     """Map the module-name prefix of each decoder layer (e.g. "model.layers.3") to its index."""
     by_id = {id(layer): index for index, layer in enumerate(decoder_layers(model))}

@@ -1,13 +1,14 @@
 """A name -> component registry: a method or an attack is one file that registers itself here.
 
 Anchor: TamperBench's `ATTACKS_REGISTRY`. Lookup of an unknown name lists the known ones. An entry
-may carry its search space for `cir tune`: a function from an Optuna trial to config overrides.
+may carry its search space for `cir tune`: a function from an Optuna trial and the model's shape
+(`cir.modules.ModelShape`) to config overrides.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,9 @@ from cir.errors import ConfigError
 if TYPE_CHECKING:
     from optuna import Trial
 
-SearchSpace = Callable[["Trial"], dict[str, Any]]  # trial -> overrides of the component's config
+    from cir.modules import ModelShape
+
+SearchSpace = Callable[["Trial", "ModelShape"], dict[str, Any]]  # (trial, shape) -> config overrides
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Registry:
             name: the registry key (equal to the file name).
             config_class: the dataclass that configures the component.
             description: one line for `cir methods` / `cir attacks`.
-            search_space: optional `trial -> config overrides` for `cir tune`.
+            search_space: optional `(trial, shape) -> config overrides` for `cir tune`.
 
         Raises:
             ValueError: if `name` is already taken (a programming error, not a user one).
@@ -79,17 +82,6 @@ class Registry:
     def build(self, name: str, config: Any) -> Any:
         """Build the component `name` from its config dataclass."""
         return self.get(name).build(config)
-
-
-def suggest_layers(trial: Trial, name: str, choices: Sequence[Sequence[int] | None]) -> list[int] | None:
-    """Suggest one of `choices` (lists of layer indices; None = the config's default) for field `name`.
-
-    Optuna stores only scalar categorical choices, so each list is offered as text ("1,2"; None as
-    "default") and turned back into a list here; `study.best_params` shows the text.
-    """
-    labels = {"default" if c is None else ",".join(map(str, c)): c for c in choices}
-    chosen = labels[trial.suggest_categorical(name, list(labels))]
-    return None if chosen is None else list(chosen)
 
 
 METHODS = Registry("method")

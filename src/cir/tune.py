@@ -8,6 +8,8 @@ first epoch already exceeds it leaves the model unchanged (epoch 0), which score
 
 A study is named f"{method}-budget{budget}" and lives in any Optuna storage (SQLite by default), so
 it resumes where it stopped, several machines can share it, and `cir bench --tuned` finds it.
+Search spaces follow the model's shape (`cir.space`); the study records it (user attributes
+"layers" and "hidden") so that `load_tuned` rebuilds its best config in the same space.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cir.bench import BenchConfig, bench_configs, bench_one, load_bench, per_met
 from cir.config import to_dict
 from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
+from cir.modules import ModelShape, model_shape
 from cir.pipeline import Inputs, Loaded
 from cir.registry import ATTACKS, METHODS
 from cir.unlearn import UnlearnConfig
@@ -34,6 +37,8 @@ DEFAULT_DB = "cir-tune.db"  # in the working directory
 STUDY_NAME = re.compile(r"(?P<method>.+)-budget(?P<budget>.+)")
 TRIAL_ATTRS = ["epochs", "v_before", "v_unlearned", "v_post_attack", "general_loss_before"]
 TRIAL_ATTRS += ["general_loss_after", "seconds_per_fact"]  # bench-run numbers kept on each trial
+# studies made before the shape was recorded (benchmarks/demo-tune.db) were made on the demo model
+UNRECORDED_SHAPE = ModelShape(layers=4, hidden=128)
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Setup:
     loaded: Loaded
     facts: list[Fact]
     original: dict[str, torch.Tensor]
+    shape: ModelShape  # the loaded model's, which the search spaces follow
 
 
 def default_study_name(method: str, budget: float) -> str:
@@ -146,7 +152,8 @@ def prepare(
         raise ConfigError(f"methods {untunable} have no search space (register one to tune them)")
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
     ATTACKS.build(bench.attack, attack).check(*split_facts(facts, bench.val_fraction, seed))
-    return Setup(bench, loop, attack, overrides, loaded, facts, original), methods
+    shape = model_shape(loaded.model)
+    return Setup(bench, loop, attack, overrides, loaded, facts, original, shape), methods
 
 
 def optimize(
@@ -177,6 +184,7 @@ def optimize(
             n_startup_trials=4, seed=seed + 100_003 * worker + len(study.trials)
         )
         attrs = {"method": method, "budget": budget, "seed": seed, "metric": setup.bench.metric}
+        attrs |= {"layers": setup.shape.layers, "hidden": setup.shape.hidden}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         with tqdm(total=trials, desc=name, disable=not progress) as bar:
@@ -198,7 +206,7 @@ def objective(setup: Setup, method: str, budget: float, seed: int, progress: boo
 
     def run(trial: optuna.Trial) -> float:
         explicit = {method: setup.overrides.get(method, {})}
-        config = per_method_configs([method], explicit, {method: search_space(trial)})[method]
+        config = per_method_configs([method], explicit, {method: search_space(trial, setup.shape)})[method]
         (result,) = bench_one(
             setup.loaded,
             setup.facts,
@@ -248,8 +256,9 @@ def load_tuned(storage: str | Path) -> dict[str, dict[float, dict[str, Any]]]:
 
     Returns:
         method -> budget -> {study, trial, value, params, overrides}, where `overrides` is the
-        method's search space evaluated at the best params (`optuna.trial.FixedTrial`). Studies of
-        unknown or untunable methods, and studies with no completed trial, are left out.
+        method's search space, for the study's recorded model shape (`UNRECORDED_SHAPE` if none),
+        evaluated at the best params (`optuna.trial.FixedTrial`). Studies of unknown or untunable
+        methods, and studies with no completed trial, are left out.
 
     Raises:
         ConfigError: if `storage` is a path to a missing file.
@@ -267,9 +276,16 @@ def load_tuned(storage: str | Path) -> dict[str, dict[float, dict[str, Any]]]:
             "trial": best.number,
             "value": best.value,
             "params": best.params,
-            "overrides": search_space(optuna.trial.FixedTrial(best.params)),
+            "overrides": search_space(optuna.trial.FixedTrial(best.params), study_shape(summary.user_attrs)),
         }
     return tuned
+
+
+def study_shape(attrs: dict[str, Any]) -> ModelShape:
+    """The model shape a study recorded in its user attributes, or `UNRECORDED_SHAPE` if none."""
+    if "layers" not in attrs or "hidden" not in attrs:
+        return UNRECORDED_SHAPE
+    return ModelShape(int(attrs["layers"]), int(attrs["hidden"]))
 
 
 def parse_float(text: str) -> float | None:

@@ -8,8 +8,8 @@ import tiny
 from cir.collapse import collapsed_weight_grad, fit_basis, projector
 from cir.hooks import forward, record
 from cir.losses import mlp_breaking
-from cir.methods.cir import CIR, Config
-from cir.modules import weight_update
+from cir.methods.cir import CIR, Config, shaped_defaults
+from cir.modules import ModelShape, weight_update
 
 
 def setup_cir(arch, **overrides):
@@ -166,3 +166,31 @@ def test_bfloat16_model_gets_finite_fp32_collapsed_updates():
     assert all(m.weight.dtype == torch.bfloat16 for m in method.modules)
     assert logs["update_norm"] > 0 and torch.isfinite(logs["update_norm"])
     assert any(not torch.equal(m.weight, old) for m, old in zip(method.modules, before))
+
+
+@pytest.mark.parametrize(
+    ("shape", "layers", "k_act", "k_grad"),
+    [
+        (ModelShape(4, 128), [0, 1, 2], 24, 24),  # the demo model (its tuned layers)
+        (ModelShape(30, 576), [6, 7, 8, 9, 10, 11], 24, 36),  # SmolLM2-135M
+        (ModelShape(32, 4096), [6, 7, 8, 9, 10, 11], 24, 36),  # Llama-3.1-8B: the paper's
+        (ModelShape(2, 16), [0, 1], 3, 3),  # clipped to the model, 3/16 of the width
+    ],
+)
+def test_shaped_defaults_follow_depth_and_width(shape, layers, k_act, k_grad):
+    assert shaped_defaults(shape) == {"forget_layers": layers, "k_act": k_act, "k_grad": k_grad}
+
+
+def test_unset_layers_and_components_follow_the_model_and_explicit_values_win():
+    config = Config(retain_lr=0.0)
+    model, batches, method = tiny.set_up(CIR, config, layers=10, retain=None)  # 10 layers, 32 wide
+    assert method.forget_layers == [2, 3, 4] and (method.config.k_act, method.config.k_grad) == (6, 6)
+    assert config.forget_layers is None and config.k_act is None  # the caller's config is left as it was
+    assert sorted({m.layer for m in method.modules}) == [0, 1, 2, 3, 4]
+    for index in range(len(batches)):
+        method.step(index, index, epoch=0)
+    method.end_epoch(0)
+    assert {(act.shape[0], grad.shape[0]) for act, grad in method.collapse_bases} == {(6, 6)}
+    explicit = Config(forget_layers=[1], k_act=2, retain_lr=0.0)
+    _, _, method = tiny.set_up(CIR, explicit, layers=10, retain=None)
+    assert method.forget_layers == [1] and (method.config.k_act, method.config.k_grad) == (2, 6)

@@ -7,12 +7,16 @@ vectors are projected out first. Epoch 0 only gathers those statistics. After ea
 plain SGD retain step keeps the residual stream after the last forget layer close to the original.
 With `collapse="soft"` each collapsed principal component is shrunk rather than removed
 (RepSelect's Mahalanobis-style variant, `cir.collapse.fit_collapse`).
+
+Left unset, the forget layers and component counts follow the model's shape (`shaped_defaults`):
+layers 6-11 with k_act 24 / k_grad 36 on Llama-3.1-8B (32 x 4096, the paper's) and on SmolLM2-135M
+(30 x 576), layers 0-2 with 24 / 24 on the 4-layer, 128-wide demo model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -24,28 +28,41 @@ from cir.data.batches import Batch
 from cir.hooks import forward, kept_outputs, on_kept, record
 from cir.losses import mlp_breaking
 from cir.methods.base import MethodConfig, MLPMethod
-from cir.modules import TrainedModule, check_layers, mlp_blocks, select_trained, weight_update
+from cir.modules import (
+    ModelShape,
+    TrainedModule,
+    check_layers,
+    mlp_blocks,
+    model_shape,
+    select_trained,
+    weight_update,
+)
 from cir.optim import normalised_step
-from cir.registry import METHODS, suggest_layers
+from cir.registry import METHODS
 from cir.retain import ResidualAnchor
+from cir.space import layer_windows, long_window, suggest_components, suggest_layers
 
 if TYPE_CHECKING:
     from optuna import Trial
+
+FORGET_START = 20  # percent of depth where shaped_defaults' forget window starts (one of cir.space's)
+PAPER_K_ACT, PAPER_K_GRAD = 24, 36  # the paper's component counts: shaped_defaults' caps
 
 
 @dataclass
 class Config(MethodConfig):
     """CIR settings. Bracketed values are the paper's Llama-3.1-8B settings (preset `paper_llama8b`).
 
-    The defaults suit the demo model: the best of 8 `cir tune` trials at the 1% budget
-    (benchmarks/demo-tune.db, trial 4; step norm and retain rate rounded), see benchmarks/README.md.
+    forget_layers, k_act and k_grad left at None follow the model's shape (`shaped_defaults`); step
+    norm and retain rate are the best of 8 `cir tune` trials on the demo model at the 1% budget
+    (benchmarks/demo-tune.db, trial 4, rounded), see benchmarks/README.md.
     """
 
-    forget_layers: list[int] = field(default_factory=lambda: [0, 1, 2])  # MLP outputs the loss breaks [6..11]
+    forget_layers: list[int] | None = None  # MLP outputs the loss breaks; None = shaped_defaults [6..11]
     trained_layers: list[int] | None = None  # MLPs updated; None = every layer up to the last forget layer
     module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
-    k_act: int = 54  # input-side directions collapsed: mean + (k_act - 1) PCs; 0 = no collapse [24]
-    k_grad: int = 24  # output-gradient-side directions collapsed, same rule [36]
+    k_act: int | None = None  # input-side directions: mean + (k_act - 1) PCs; 0 = none [24]
+    k_grad: int | None = None  # output-gradient-side directions, same rule [36]
     collapse: Literal["hard", "soft"] = "hard"  # hard removes the directions; soft shrinks PC i by λ_k/λ_i
     step_norm: float = 0.1  # η, the norm of each whole forget update [0.2]
     retain_lr: float = 0.2  # SGD learning rate of the retain step; 0 turns it off [3e-4]
@@ -62,13 +79,40 @@ class Config(MethodConfig):
             self,
             "method",
             [
-                ("forget_layers", "non-empty", len(self.forget_layers) > 0),
-                ("k_act", ">= 0", self.k_act >= 0),
-                ("k_grad", ">= 0", self.k_grad >= 0),
+                ("forget_layers", "non-empty or null", self.forget_layers != []),
+                ("k_act", ">= 0 or null", self.k_act is None or self.k_act >= 0),
+                ("k_grad", ">= 0 or null", self.k_grad is None or self.k_grad >= 0),
                 ("step_norm", "> 0", self.step_norm > 0),
                 ("retain_lr", ">= 0", self.retain_lr >= 0),
             ],
         )
+
+
+def shaped_defaults(shape: ModelShape) -> dict[str, Any]:
+    """CIR's forget layers and component counts for a model of this shape (the fields' None).
+
+    Layers: the long window of `cir.space` starting at 20% of depth (floored): 20% of the layers
+    (rounded), at least 3. Components: 3/16 of the width, at most the paper's 24 (k_act) and 36
+    (k_grad), at least 1. It gives:
+
+    | model | layers x width | forget_layers | k_act / k_grad |
+    |---|---|---|---|
+    | the demo model | 4 x 128 | 0-2 (its tuned layers) | 24 / 24 (tuned: 54 / 24) |
+    | SmolLM2-135M | 30 x 576 | 6-11 (method.md §9 hand-set 4-9) | 24 / 36 (§9's) |
+    | Llama-3.1-8B | 32 x 4096 | 6-11 (the paper's) | 24 / 36 (the paper's) |
+    """
+    width = 3 * shape.hidden // 16
+    return {
+        "forget_layers": long_window(shape, FORGET_START),
+        "k_act": max(1, min(PAPER_K_ACT, width)),
+        "k_grad": max(1, min(PAPER_K_GRAD, width)),
+    }
+
+
+def resolve(config: Config, shape: ModelShape) -> Config:
+    """A copy of `config` with each field left at None (forget_layers, k_act, k_grad) set by the rule."""
+    rule = shaped_defaults(shape)
+    return replace(config, **{key: value for key, value in rule.items() if getattr(config, key) is None})
 
 
 class EpochVectors:
@@ -108,16 +152,20 @@ class EpochVectors:
         return fit_collapse(torch.cat(vectors), count, soft, self.config.exact_pca)
 
 
-def search_space(trial: Trial, components: bool = True) -> dict[str, Any]:
-    """`cir tune`'s space: forget layers, log-scaled step_norm and retain_lr; k_act, k_grad if components."""
+def search_space(trial: Trial, shape: ModelShape, components: bool = True) -> dict[str, Any]:
+    """`cir tune`'s space: forget layers, step_norm and retain_lr; k_act and k_grad if `components`.
+
+    The forget layers are a window of `cir.space`; the rates are log-scaled; each k runs from 1 to
+    min(64, width / 2), log-scaled.
+    """
     overrides = {
-        "forget_layers": suggest_layers(trial, "forget_layers", [[1, 2], [0, 1, 2], [2, 3]]),
+        "forget_layers": suggest_layers(trial, "forget_layers", layer_windows(shape)),
         "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
         "retain_lr": trial.suggest_float("retain_lr", 1e-4, 1.0, log=True),
     }
     if components:
-        overrides["k_act"] = trial.suggest_int("k_act", 1, 64, log=True)
-        overrides["k_grad"] = trial.suggest_int("k_grad", 1, 64, log=True)
+        overrides["k_act"] = suggest_components(trial, "k_act", shape)
+        overrides["k_grad"] = suggest_components(trial, "k_grad", shape)
     return overrides
 
 
@@ -137,7 +185,7 @@ class CIR(MLPMethod):
             ModelError: if a layer is out of range or no module matches.
             ConfigError: if a trained layer lies above the last forget layer (no gradient reaches it).
         """
-        config = self.config
+        config = self.config = resolve(self.config, model_shape(model))
         self.model, self.forget = model, forget
         self.forget_layers = check_layers(model, config.forget_layers)
         self.last_layer = self.forget_layers[-1]

@@ -30,10 +30,11 @@ from cir.data.batches import Batch
 from cir.hooks import kept_outputs, layer_outputs
 from cir.losses import rerouting
 from cir.methods.base import MethodConfig, MLPMethod
-from cir.modules import check_layers, select_trained
+from cir.modules import ModelShape, check_layers, select_trained
 from cir.optim import weighted_step
-from cir.registry import METHODS, suggest_layers
+from cir.registry import METHODS
 from cir.retain import ResidualAnchor
+from cir.space import layer_windows, suggest_layers
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -66,10 +67,10 @@ class Config(MethodConfig):
         )
 
 
-def search_space(trial: Trial) -> dict[str, Any]:
-    """`cir tune`'s space: the rerouted layers, and log-scaled step_norm and retain_lr."""
+def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
+    """`cir tune`'s space: a window of rerouted layers (`cir.space`), log-scaled step_norm and retain_lr."""
     return {
-        "forget_layers": suggest_layers(trial, "forget_layers", [[1, 2], [0, 1, 2], [2, 3]]),
+        "forget_layers": suggest_layers(trial, "forget_layers", layer_windows(shape)),
         "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
         "retain_lr": trial.suggest_float("retain_lr", 1e-4, 1.0, log=True),
     }

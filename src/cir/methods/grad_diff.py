@@ -21,9 +21,10 @@ from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import forward_cross_entropy
 from cir.methods.base import MethodConfig, MLPMethod
-from cir.modules import select_trained
+from cir.modules import ModelShape, select_trained
 from cir.optim import weighted_step
-from cir.registry import METHODS, suggest_layers
+from cir.registry import METHODS
+from cir.space import layer_windows, suggest_layers
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -51,12 +52,12 @@ class Config(MethodConfig):
         )
 
 
-def search_space(trial: Trial) -> dict[str, Any]:
-    """`cir tune`'s space: log-scaled step_norm and retain_weight, and which layers to train."""
+def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
+    """`cir tune`'s space: log-scaled step_norm and retain_weight; all layers or a window (`cir.space`)."""
     return {
         "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
         "retain_weight": trial.suggest_float("retain_weight", 0.1, 10.0, log=True),
-        "trained_layers": suggest_layers(trial, "trained_layers", [None, [1, 2], [0, 1, 2], [2, 3]]),
+        "trained_layers": suggest_layers(trial, "trained_layers", [None, *layer_windows(shape)]),
     }
 
 

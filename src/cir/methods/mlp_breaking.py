@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from cir.methods.cir import CIR
 from cir.methods.cir import Config as CIRConfig
 from cir.methods.cir import search_space as cir_search_space
+from cir.modules import ModelShape
 from cir.registry import METHODS
 
 if TYPE_CHECKING:
@@ -22,9 +23,9 @@ class Config(CIRConfig):
     k_grad: int = 0  # no output-gradient-side collapse
 
 
-def search_space(trial: Trial) -> dict[str, Any]:
+def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
     """`cir tune`'s space: CIR's, with k_act and k_grad held at 0."""
-    return {**cir_search_space(trial, components=False), "k_act": 0, "k_grad": 0}
+    return {**cir_search_space(trial, shape, components=False), "k_act": 0, "k_grad": 0}
 
 
 METHODS.register(

@@ -27,6 +27,7 @@ from cir.losses import npo, sequence_logprob
 from cir.methods.grad_diff import Config as GradDiffConfig
 from cir.methods.grad_diff import GradDiff
 from cir.methods.grad_diff import search_space as grad_diff_search_space
+from cir.modules import ModelShape
 from cir.registry import METHODS
 
 if TYPE_CHECKING:
@@ -49,9 +50,9 @@ class Config(GradDiffConfig):
         require(self, "method", [("beta", "> 0", self.beta > 0)])
 
 
-def search_space(trial: Trial) -> dict[str, Any]:
+def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
     """`cir tune`'s space: Gradient Difference's plus a log-scaled beta."""
-    return {**grad_diff_search_space(trial), "beta": trial.suggest_float("beta", 0.01, 1.0, log=True)}
+    return {**grad_diff_search_space(trial, shape), "beta": trial.suggest_float("beta", 0.01, 1.0, log=True)}
 
 
 @METHODS.register(

@@ -34,9 +34,10 @@ from cir.config import require
 from cir.data.batches import Batch
 from cir.hooks import forward_cross_entropy
 from cir.methods.base import MethodConfig, MLPMethod
-from cir.modules import freeze_all_but, select_trained, weight_update
+from cir.modules import ModelShape, freeze_all_but, select_trained, weight_update
 from cir.optim import normalised_step
-from cir.registry import METHODS, suggest_layers
+from cir.registry import METHODS
+from cir.space import layer_windows, suggest_components, suggest_layers
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -110,13 +111,16 @@ def collapse_gradient(
     return project_out(grad.T, Collapse(u[:, :k].T, keep)).T  # (P G)ᵀ = Gᵀ P: P acts on columns
 
 
-def search_space(trial: Trial) -> dict[str, Any]:
-    """`cir tune`'s space: directions collapsed, hard or soft, the step norm and which layers train."""
+def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
+    """`cir tune`'s space: directions collapsed, hard or soft, the step norm and which layers train.
+
+    k runs from 1 to min(32, width / 2), log-scaled; the trained layers are all or a window of `cir.space`.
+    """
     return {
-        "k": trial.suggest_int("k", 1, 32, log=True),
+        "k": suggest_components(trial, "k", shape, most=32),
         "collapse": trial.suggest_categorical("collapse", ["hard", "soft"]),
         "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
-        "trained_layers": suggest_layers(trial, "trained_layers", [None, [1, 2], [0, 1, 2], [2, 3]]),
+        "trained_layers": suggest_layers(trial, "trained_layers", [None, *layer_windows(shape)]),
     }
 
 

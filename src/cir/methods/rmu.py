@@ -28,9 +28,10 @@ from cir.data.batches import Batch
 from cir.hooks import kept_outputs, layer_outputs
 from cir.losses import mean_squared
 from cir.methods.base import MethodConfig, MLPMethod
-from cir.modules import check_layers, select_trained
+from cir.modules import ModelShape, check_layers, select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS
+from cir.space import window_ends
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -65,10 +66,13 @@ class Config(MethodConfig):
         )
 
 
-def search_space(trial: Trial) -> dict[str, Any]:
-    """`cir tune`'s space: the steered layer, and log-scaled steering_scale, alpha and step_norm."""
+def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
+    """`cir tune`'s space: the steered layer, and log-scaled steering_scale, alpha and step_norm.
+
+    The layer is the last of one of `cir.space`'s windows (RMU trains it and the two below).
+    """
     return {
-        "layer": trial.suggest_categorical("layer", [1, 2, 3]),
+        "layer": trial.suggest_categorical("layer", window_ends(shape)),
         "steering_scale": trial.suggest_float("steering_scale", 1.0, 32.0, log=True),
         "alpha": trial.suggest_float("alpha", 1.0, 1000.0, log=True),
         "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),

@@ -22,6 +22,7 @@ from cir.losses import sequence_logprob, simnpo, target_mask
 from cir.methods.grad_diff import Config as GradDiffConfig
 from cir.methods.grad_diff import GradDiff
 from cir.methods.grad_diff import search_space as grad_diff_search_space
+from cir.modules import ModelShape
 from cir.registry import METHODS
 
 if TYPE_CHECKING:
@@ -45,10 +46,10 @@ class Config(GradDiffConfig):
         require(self, "method", [("beta", "> 0", self.beta > 0)])
 
 
-def search_space(trial: Trial) -> dict[str, Any]:
+def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
     """`cir tune`'s space: Gradient Difference's plus a log-scaled beta and a margin gamma."""
     return {
-        **grad_diff_search_space(trial),
+        **grad_diff_search_space(trial, shape),
         "beta": trial.suggest_float("beta", 0.5, 10.0, log=True),
         "gamma": trial.suggest_float("gamma", 0.0, 2.0),
     }
