@@ -402,3 +402,12 @@ def test_eval_scores_each_file_in_both_formats_and_the_general_text(workspace, c
         "general.txt",
     ]
     assert f"{expected_loss:.3f}" in lines[-1]
+
+
+def test_summary_records_the_shape_rule_values_not_none(workspace):
+    out = workspace.root / "ruled"
+    left_to_the_rule = ("method.forget_layers=[1]", "method.k_act=1", "method.k_grad=1")
+    assert main([a for a in unlearn_args(workspace, out) if a not in left_to_the_rule]) == 0
+    method = json.loads((out / "summary.json").read_text())["config"]["method"]
+    # a 3-layer, 32-wide model: the window at 20% of depth, 3/16 of the width
+    assert method["forget_layers"] == [0, 1, 2] and (method["k_act"], method["k_grad"]) == (6, 6)

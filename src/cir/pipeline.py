@@ -244,7 +244,7 @@ def unlearn_summary(result: UnlearnResult, loop: UnlearnConfig, method: MethodCo
     """What summary.json holds: config, seed, epochs, stop reason, cost, before/after records."""
     device = next(result.model.parameters()).device
     return {
-        "config": {"unlearn": to_dict(loop), "method": to_dict(method)},
+        "config": {"unlearn": to_dict(loop), "method": to_dict(result.method_config or method)},
         "seed": loop.seed,
         "stop_reason": result.stop_reason,
         "epochs": result.epochs,

@@ -91,6 +91,7 @@ class UnlearnResult:
     seconds: float  # unlearning wall time: setup + steps + budget checks (not the fact evaluations)
     facts: int  # forget facts
     snapshots: EpochSnapshots | None = None  # every epoch's trained weights, with keep_every_epoch
+    method_config: MethodConfig | None = None  # as the method ran it: shape-rule defaults filled in
 
     @property
     def kept(self) -> EpochRecord:
@@ -173,6 +174,7 @@ def unlearn(
         clock.seconds,
         len(data.forget_facts),
         snapshots if keep_every_epoch else None,
+        getattr(method, "config", None),
     )
 
 
