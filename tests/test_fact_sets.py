@@ -111,7 +111,7 @@ def test_build_writes_every_file_with_consistent_counts(net, tmp_path):
 
     general_train = paths.general_train.read_text().splitlines()
     general_eval = paths.general_eval.read_text().splitlines()
-    assert len(general_eval) == 30 and len(general_train) == len(python_docs_paragraphs()) - 30
+    assert len(general_eval) == 30 and len(general_train) > len(python_docs_paragraphs()) - 30  # sentences
     assert report["general_paragraphs"] == {"train": len(general_train), "eval": 30}
     assert report["forget_controls"]["surface_heuristic_acc"] <= SURFACE_BOUND
     assert report["config"]["known_threshold"] == THRESHOLD and report["config"]["forget"] == "city_country"
