@@ -36,7 +36,7 @@ from cir.model_io import load_model
 from cir.outputs import atomic_output_dir, write_json_atomic
 from cir.runtime import cache_root
 
-BUILD_VERSION = 3  # bump when the generators or the rule change what a config produces
+BUILD_VERSION = 4  # bump when the generators or the rule change what a config produces
 SURFACE_BOUND = 0.35  # the forget set's string-heuristic control must stay at or under this
 
 
