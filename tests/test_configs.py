@@ -21,6 +21,7 @@ def test_the_expected_files_are_found():
         "paper_llama8b.yaml",
         "smollm2_135m.yaml",
         "smollm2_bench.yaml",
+        "smollm2_first.yaml",
         "smollm2_tune.yaml",
         "wmdp_bench.yaml",
     ]
