@@ -166,6 +166,7 @@ method: {k_act: 1, k_grad: 1}
 methods: {cir: {k_act: 8}}
 attack: {epochs: 1, batch_size: 2}
 bench: {methods: [cir], budgets: [0.01], seeds: 1}
+tune: {trials: 2, budget: 0.01, seed: 3}
 """
 
 
@@ -175,14 +176,15 @@ def every_command(files, config, out):
     Returns (command line, the error the command ends with once its config is accepted).
     """
     model, common = ("--model", str(files.model)), ("--config", str(config), "--out", str(out))
+    missing_facts = ("--facts", str(out / "none.jsonl"), "--general", str(files.general))
     return [
         (["unlearn", *model, "--forget", str(files.train), *common], "already exists"),
         (attack_args(files, files.train, files.eval, out, "--config", str(config)), "already exists"),
         (["run", *model, "--train", str(files.train), "--eval", str(files.eval), *common], "already exists"),
         (["bench", *model, *common], "already exists"),
         (
-            ["tune", "--method", "cir", "--trials", "0", *model, "--config", str(config)],
-            "trials must be >= 1",
+            ["tune", "--method", "cir", *model, *missing_facts, "--config", str(config)],
+            "fact file not found",
         ),
     ]
 
@@ -229,7 +231,8 @@ def test_a_typo_in_a_section_name_is_an_error_with_a_did_you_mean(workspace, cap
 
 def test_a_bad_key_in_a_used_section_is_named(workspace, capsys):
     config = workspace.root / "typo-key.yaml"
-    config.write_text(EXPERIMENT.replace("epochs: 1", "epochz: 1").replace("k_act: 1", "k_act: many"))
+    text = EXPERIMENT.replace("epochs: 1", "epochz: 1").replace("k_act: 1", "k_act: many")
+    config.write_text(text.replace("trials: 2", "trails: 2"))
     out = workspace.root / "never"
     commands = {line[0]: line for line, _ in every_command(workspace, config, out)}
     assert main(commands["attack"]) == 2
@@ -238,6 +241,9 @@ def test_a_bad_key_in_a_used_section_is_named(workspace, capsys):
     assert main(commands["unlearn"]) == 2
     err = capsys.readouterr().err
     assert "method: k_act: expected int | None, got 'many'" in err and "epochz" not in err
+    assert "trails" not in err
+    assert main(commands["tune"]) == 2
+    assert "tune: unknown key 'trails' (did you mean 'trials'?)" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -189,12 +189,15 @@ def test_split_sections_returns_the_used_ones_and_ignores_the_other_known_ones()
         "method": {},
     }
     assert split_sections(data, ["attack"], "run.yaml") == {"attack": {"epochs": 2}}
-    assert set(SECTIONS) == {"unlearn", "method", "methods", "attack", "bench"}
+    assert set(SECTIONS) == {"unlearn", "method", "methods", "attack", "bench", "tune"}
+    assert split_sections({**data, "tune": {"trials": 3}}, ["tune"], "run.yaml") == {"tune": {"trials": 3}}
 
 
 def test_split_sections_rejects_unknown_sections_with_a_did_you_mean():
     with pytest.raises(ConfigError, match=r"run\.yaml: unknown section 'atack' \(did you mean 'attack'\?\)"):
         split_sections({"atack": {}}, ["unlearn"], "run.yaml")
+    with pytest.raises(ConfigError, match=r"unknown section 'tuen' \(did you mean 'tune'\?\)"):
+        split_sections({"tuen": {}}, ["unlearn"], "run.yaml")
     with pytest.raises(ConfigError, match=r"section 'eval' \(known: unlearn, method, methods"):
         split_sections({"eval": {}}, ["unlearn"], "run.yaml")
     # a known section that is not a mapping is an error even for a command that does not read it

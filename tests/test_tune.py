@@ -9,10 +9,11 @@ import pytest
 import tiny
 from cir.cli import main
 from cir.config import from_dict
+from cir.errors import ConfigError
 from cir.modules import ModelShape
 from cir.pipeline import Inputs
 from cir.registry import METHODS
-from cir.tune import UNRECORDED_SHAPE, load_tuned, tune, tune_all
+from cir.tune import UNRECORDED_SHAPE, TuneConfig, load_tuned, tune, tune_all, tune_config
 
 DEMO_DB = Path(__file__).parents[1] / "benchmarks" / "demo-tune.db"
 SHAPES = [ModelShape(3, 32), ModelShape(4, 128), ModelShape(30, 576), ModelShape(32, 4096)]
@@ -23,6 +24,11 @@ FAST = {
     "unlearn": {"max_epochs": 1, "batch_size": 2, "track_kl": False},
     "attack": {"epochs": 1, "batch_size": 2},
 }
+
+
+def settings(storage, **tune_section):
+    """FAST with a `tune:` section: the given keys, `storage` as a string."""
+    return {**FAST, "tune": {"storage": str(storage), **tune_section}}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,7 @@ def input_args(files):
 @pytest.fixture(scope="module")
 def study(files):
     return tune(
-        inputs(files), FAST, "grad_diff", trials=3, storage=files.root / "a.db", budget=1.0, progress=False
+        inputs(files), settings(files.root / "a.db", trials=3, budget=1.0), "grad_diff", progress=False
     )
 
 
@@ -69,19 +75,15 @@ def test_study_completes_seeded_with_values_and_attrs(study, files):
         assert config["step_norm"] == pytest.approx(trial.params["step_norm"])
     assert len({t.params["step_norm"] for t in study.trials}) == 3
     again = tune(
-        inputs(files), FAST, "grad_diff", trials=1, storage=files.root / "b.db", budget=1.0, progress=False
+        inputs(files), settings(files.root / "b.db", trials=1, budget=1.0), "grad_diff", progress=False
     )
     assert again.trials[0].params == study.trials[0].params  # same seed, fresh study: same first proposal
     assert again.trials[0].value == pytest.approx(study.trials[0].value)  # and the same bench run
     other_worker = tune(
         inputs(files),
-        FAST,
+        settings(files.root / "c.db", trials=1, budget=1.0, worker=1),
         "grad_diff",
-        trials=1,
-        storage=files.root / "c.db",
-        budget=1.0,
         progress=False,
-        worker=1,
     )
     assert other_worker.trials[0].params != study.trials[0].params  # machines sharing a study differ
 
@@ -99,14 +101,54 @@ def test_tune_resumes_the_same_study_from_the_cli(study, files, capsys):
 
 
 def test_tune_all_gives_the_ablation_a_study_of_its_own(files):
-    config = {**FAST, "bench": {**FAST["bench"], "methods": ["cir", "mlp_breaking"]}}
-    studies = tune_all(
-        inputs(files), config, trials=1, storage=files.root / "all.db", budget=1.0, progress=False
-    )
+    config = settings(files.root / "all.db", trials=1, budget=1.0)
+    config["bench"] = {**FAST["bench"], "methods": ["cir", "mlp_breaking"]}
+    studies = tune_all(inputs(files), config, progress=False)
     assert [s.study_name for s in studies] == ["cir-budget1.0", "mlp_breaking-budget1.0"]
     ablation = studies[1].trials[0]
     assert "k_act" not in ablation.params and ablation.user_attrs["method_config"]["k_act"] == 0
     assert studies[0].trials[0].params["forget_layers"] in {"0,1", "0,1,2", "1,2", "1,2,3", "2,3"}  # 4 layers
+
+
+def test_tune_section_defaults_checks_and_did_you_mean():
+    assert tune_config({"bench": {"seeds": "not read here"}}) == TuneConfig()
+    config = tune_config({"tune": {"trials": 5, "budget": 1, "seed": 7, "storage": "x.db"}})
+    assert (config.trials, config.budget, config.seed, config.storage) == (5, 1.0, 7, "x.db")
+    with pytest.raises(ConfigError, match=r"config: tune: unknown key 'trails' \(did you mean 'trials'\?\)"):
+        tune_config({"tune": {"trails": 3}})
+    with pytest.raises(ConfigError, match="config: tune: seed: expected int, got 'seven'"):
+        tune_config({"tune": {"seed": "seven"}})
+    with pytest.raises(ConfigError, match=r"tune\.trials must be >= 1, got 0\n.*tune\.budget must be > 0"):
+        tune_config({"tune": {"trials": 0, "budget": 0}})
+    with pytest.raises(ConfigError, match=r"unknown section 'tuen' \(did you mean 'tune'\?\)"):
+        tune_config({"tuen": {"trials": 3}})
+
+
+@pytest.fixture
+def tune_calls(monkeypatch):
+    """`cir tune` with `tune` and `tune_all` replaced by recorders of the TuneConfig they would use."""
+    calls = []
+    monkeypatch.setattr("cir.cli.tune", lambda inputs, raw, method: calls.append(tune_config(raw)))
+    monkeypatch.setattr("cir.cli.tune_all", lambda inputs, raw: [calls.append(tune_config(raw))])
+    monkeypatch.setattr("cir.cli.best_text", str)
+    return calls
+
+
+def test_cli_tune_reads_the_tune_section_and_its_flags_override_it(tmp_path, tune_calls):
+    config = tmp_path / "tune.yaml"
+    config.write_text("tune: {trials: 8, budget: 0.001, seed: 7, storage: shared.db}\nbench: {seeds: 1}\n")
+    assert main(["tune", "--method", "cir", "--config", str(config)]) == 0
+    assert tune_calls[-1] == TuneConfig(trials=8, budget=0.001, seed=7, storage="shared.db")
+    flags = ["--trials", "2", "tune.seed=3", "--worker", "1"]  # a flag or an override wins over the file
+    assert main(["tune", "--method", "all", "--config", str(config), *flags]) == 0
+    assert tune_calls[-1] == TuneConfig(trials=2, budget=0.001, seed=3, worker=1, storage="shared.db")
+
+
+def test_cli_tune_names_a_bad_tune_key_before_loading_anything(tmp_path, capsys):
+    assert main(["tune", "--method", "cir", "tune.trails=3", "--model", str(tmp_path / "none")]) == 2
+    assert "config: tune: unknown key 'trails' (did you mean 'trials'?)" in capsys.readouterr().err
+    assert main(["tune", "--method", "all", "--study", "mine", "--model", str(tmp_path / "none")]) == 2
+    assert "tune.study (--study) names one study" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s.layers}x{s.hidden}")
@@ -164,7 +206,7 @@ def test_load_tuned_rebuilds_in_the_shape_the_study_recorded(tmp_path):
 def test_tune_progress_shows_each_trials_epochs_and_attack_under_the_trial_count(files, tmp_path, capsys):
     capsys.readouterr()
     storage = tmp_path / "progress.db"
-    tune(inputs(files), FAST, "grad_diff", trials=2, storage=storage, budget=1.0, seed=1, progress=True)
+    tune(inputs(files), settings(storage, trials=2, budget=1.0, seed=1), "grad_diff", progress=True)
     err = capsys.readouterr().err
     assert "grad_diff seed 1 epoch 0:" in err and "grad_diff seed 1 budget 1 finetune:" in err
     draws = err.split("\r")
@@ -172,5 +214,5 @@ def test_tune_progress_shows_each_trials_epochs_and_attack_under_the_trial_count
     assert draws[-1].startswith("grad_diff-budget1.0: 100%") and "| 2/2 [" in draws[-1]
 
     capsys.readouterr()
-    tune(inputs(files), FAST, "grad_diff", trials=1, storage=storage, budget=1.0, seed=1, progress=False)
+    tune(inputs(files), settings(storage, trials=1, budget=1.0, seed=1), "grad_diff", progress=False)
     assert capsys.readouterr().err == ""

@@ -18,7 +18,7 @@ from cir.bench import run_bench
 from cir.config import merge, split_overrides
 from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
-from cir.errors import CirError, ConfigError
+from cir.errors import CirError
 from cir.evals.scores import MCQ_FORMATS, score_files
 from cir.fact_sets import FactSetConfig, build_fact_sets
 from cir.model_io import load_model
@@ -168,17 +168,15 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
 def _add_tune(commands: argparse._SubParsersAction) -> None:
     tune_cmd = commands.add_parser("tune", help="Optuna study per method at one budget (resumable)")
     tune_cmd.add_argument("--method", required=True, help="a method, or `all` for every bench.methods")
-    tune_cmd.add_argument("--trials", type=int, default=20, help="trials to add to each study")
-    tune_cmd.add_argument("--storage", help="Optuna storage URL or SQLite path (default ./cir-tune.db)")
-    tune_cmd.add_argument("--study", help="study name (default METHOD-budgetBUDGET; one method only)")
-    tune_cmd.add_argument("--budget", type=float, default=0.01, help="disruption budget of every trial")
-    tune_cmd.add_argument("--seed", type=int, default=0, help="T/V split and data order; seeds the sampler")
-    tune_cmd.add_argument(
-        "--worker", type=int, default=0, help="this machine's number when several share a study"
-    )
+    tune_cmd.add_argument("--trials", type=int, help="trials to add to each study (sets tune.trials)")
+    tune_cmd.add_argument("--storage", help="Optuna storage URL or SQLite path (sets tune.storage)")
+    tune_cmd.add_argument("--study", help="study name, one method only (sets tune.study)")
+    tune_cmd.add_argument("--budget", type=float, help="disruption budget of every trial (sets tune.budget)")
+    tune_cmd.add_argument("--seed", type=int, help="T/V split and data order, sampler seed (sets tune.seed)")
+    tune_cmd.add_argument("--worker", type=int, help="machine number in a shared study (sets tune.worker)")
     _bench_input_args(tune_cmd)
-    tune_cmd.add_argument("--config", help="YAML with sections bench, unlearn, attack, methods")
-    tune_cmd.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. attack.epochs=5")
+    tune_cmd.add_argument("--config", help="YAML with sections tune, bench, unlearn, attack, methods")
+    tune_cmd.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. tune.trials=8")
     tune_cmd.set_defaults(handler=cmd_tune)
 
 
@@ -331,20 +329,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
-    """`cir tune`: print each study's best value and params."""
-    raw = raw_config(args.config, args.overrides)
-    common = dict(
-        trials=args.trials, storage=args.storage, budget=args.budget, seed=args.seed, worker=args.worker
-    )
+    """`cir tune`: flags are shorthands for tune.* overrides; prints each study's best value and params."""
+    flags = tune_flags(args)
+    raw = merge(raw_config(args.config, args.overrides), {"tune": flags} if flags else {})
     inputs = _inputs(args, list(args.facts or []))
-    if args.method == "all":
-        if args.study:
-            raise ConfigError("--study names one study: give it with one --method, not `all`")
-        studies = tune_all(inputs, raw, **common)
-    else:
-        studies = [tune(inputs, raw, args.method, study_name=args.study, **common)]
+    studies = tune_all(inputs, raw) if args.method == "all" else [tune(inputs, raw, args.method)]
     for study in studies:
         print(best_text(study))
+
+
+def tune_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The `tune:` keys set by `cir tune`'s flags; a flag not given leaves the config's value."""
+    given = {key: getattr(args, key) for key in ("trials", "budget", "seed", "worker", "storage", "study")}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

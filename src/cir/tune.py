@@ -9,12 +9,14 @@ first epoch already exceeds it leaves the model unchanged (epoch 0), which score
 A study is named f"{method}-budget{budget}" and lives in any Optuna storage (SQLite by default), so
 it resumes where it stopped, several machines can share it, and `cir bench --tuned` finds it.
 Search spaces follow the model's shape (`cir.space`); the study records it (user attributes
-"layers" and "hidden") so that `load_tuned` rebuilds its best config in the same space.
+"layers" and "hidden") so that `load_tuned` rebuilds its best config in the same space. The
+config's `tune:` section (`TuneConfig`) sets the trials, budget, seed, worker, storage and study.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 
 from cir.attacks.base import AttackConfig
 from cir.bench import BenchConfig, bench_configs, bench_one, load_bench, per_method_configs
-from cir.config import to_dict
+from cir.config import from_dict, require, split_sections, to_dict
 from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
 from cir.modules import ModelShape, model_shape
@@ -55,6 +57,35 @@ class Setup:
     shape: ModelShape  # the loaded model's, which the search spaces follow
 
 
+@dataclass
+class TuneConfig:
+    """The `tune:` section: how many trials, at which budget and seed, in which storage and study."""
+
+    trials: int = 20  # trials to add to each study (a resumed study keeps the ones it has)
+    budget: float = 0.01  # the disruption budget every trial is held to (relative general-loss rise)
+    seed: int = 0  # the T/V split and data order of every trial; seeds the sampler
+    worker: int = 0  # this machine's number when several share a study, so that their samplers differ
+    storage: str | None = None  # an Optuna storage URL or SQLite path; None = ./cir-tune.db
+    study: str | None = None  # the study name (one method only); None = f"{method}-budget{budget}"
+
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "tune",
+            [
+                ("trials", ">= 1", self.trials >= 1),
+                ("budget", "> 0", self.budget > 0),
+                ("seed", ">= 0", self.seed >= 0),
+                ("worker", ">= 0", self.worker >= 0),
+            ],
+        )
+
+
 def default_study_name(method: str, budget: float) -> str:
     """The study `cir bench --tuned` looks for: e.g. "cir-budget0.01"."""
     return f"{method}-budget{budget}"
@@ -76,77 +107,62 @@ def storage_url(storage: str | Path | None, must_exist: bool = False) -> str:
     return text
 
 
-def tune(
-    inputs: Inputs,
-    raw_config: dict[str, Any],
-    method: str,
-    trials: int = 20,
-    storage: str | Path | None = None,
-    study_name: str | None = None,
-    budget: float = 0.01,
-    seed: int = 0,
-    progress: bool = True,
-    worker: int = 0,
-) -> optuna.Study:
-    """Add `trials` trials to `method`'s study (created, or resumed if it exists) and return it.
+def tune_config(raw_config: Mapping[str, Any]) -> TuneConfig:
+    """The `tune:` section of a config as a TuneConfig (the other known sections are not read here).
+
+    Raises:
+        ConfigError: naming an unknown section (with a did-you-mean), and every unknown key, wrong
+            type or out-of-range value in `tune:`.
+    """
+    section = split_sections(raw_config, ["tune"], "config")["tune"]
+    return from_dict(TuneConfig, section, "config: tune")
+
+
+def tune(inputs: Inputs, raw_config: dict[str, Any], method: str, progress: bool = True) -> optuna.Study:
+    """Add `tune.trials` trials to `method`'s study (created, or resumed if it exists) and return it.
 
     Args:
         inputs: the model and data, as for `cir bench`.
-        raw_config: sections bench, unlearn, attack and methods, as for `cir bench`.
+        raw_config: section tune (`TuneConfig`), and bench, unlearn, attack and methods as for
+            `cir bench`.
         method: a registered method with a search space.
-        trials: trials to add.
-        storage: an Optuna storage URL or SQLite path (default ./cir-tune.db).
-        study_name: default f"{method}-budget{budget}", the name `cir bench --tuned` looks for.
-        budget: the disruption budget every trial is held to.
-        seed: the T/V split and data order of every trial; seeds the sampler.
         progress: show a bar over trials, and under it each trial's epochs and attack (`bench_one`).
-        worker: this machine's number when several share the study, so their samplers differ.
 
     Raises:
         ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
     """
-    url, name = storage_url(storage), study_name or default_study_name(method, budget)
-    setup, _ = prepare(inputs, raw_config, method, trials, seed, progress)
-    return optimize(setup, method, trials, url, name, budget, seed, progress, worker)
+    config = tune_config(raw_config)
+    name = config.study or default_study_name(method, config.budget)
+    setup, _ = prepare(inputs, raw_config, method, config.seed, progress)
+    return optimize(setup, method, config, name, progress)
 
 
-def tune_all(
-    inputs: Inputs,
-    raw_config: dict[str, Any],
-    trials: int = 20,
-    storage: str | Path | None = None,
-    budget: float = 0.01,
-    seed: int = 0,
-    progress: bool = True,
-    worker: int = 0,
-) -> list[optuna.Study]:
-    """`tune` every method in bench.methods, with the same number of trials, loading the model once.
+def tune_all(inputs: Inputs, raw_config: dict[str, Any], progress: bool = True) -> list[optuna.Study]:
+    """`tune` every method in bench.methods, each in its default study, loading the model once.
 
     Raises:
-        ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
+        ConfigError: if tune.study is set (it names one study), or as `tune`.
+        DataError, ModelError: as `tune`.
     """
-    url = storage_url(storage)
-    setup, methods = prepare(inputs, raw_config, None, trials, seed, progress)
-    return [
-        optimize(setup, m, trials, url, default_study_name(m, budget), budget, seed, progress, worker)
-        for m in methods
-    ]
+    config = tune_config(raw_config)
+    if config.study is not None:
+        raise ConfigError("tune.study (--study) names one study: tune one method with it, not `all`")
+    setup, methods = prepare(inputs, raw_config, None, config.seed, progress)
+    return [optimize(setup, m, config, default_study_name(m, config.budget), progress) for m in methods]
 
 
 def prepare(
-    inputs: Inputs, raw_config: dict[str, Any], method: str | None, trials: int, seed: int, progress: bool
+    inputs: Inputs, raw_config: dict[str, Any], method: str | None, seed: int, progress: bool
 ) -> tuple[Setup, list[str]]:
     """Check the configs, load the model and data once, and check the trials' T/V split; also the methods.
 
     Raises:
-        ConfigError: for a bad config, `trials` < 1, or a method (`method`, else every one in
-            bench.methods) without a search space.
+        ConfigError: for a bad config, or a method (`method`, else every one in bench.methods)
+            without a search space.
         DataError: if the split at `seed` leaves a side empty, or the attack refuses it.
     """
     bench, loop, attack, overrides = bench_configs(raw_config, [method] if method else [])
     methods = [method] if method else bench.methods
-    if trials < 1:
-        raise ConfigError(f"trials must be >= 1, got {trials}")
     untunable = [m for m in methods if METHODS.get(m).search_space is None]
     if untunable:
         raise ConfigError(f"methods {untunable} have no search space (register one to tune them)")
@@ -156,40 +172,31 @@ def prepare(
     return Setup(bench, loop, attack, overrides, loaded, facts, original, shape), methods
 
 
-def optimize(
-    setup: Setup,
-    method: str,
-    trials: int,
-    storage: str,
-    name: str,
-    budget: float,
-    seed: int,
-    progress: bool,
-    worker: int = 0,
-) -> optuna.Study:
-    """Run `trials` trials of `method`'s study `name` in `storage`, with Optuna's logging quietened.
+def optimize(setup: Setup, method: str, config: TuneConfig, name: str, progress: bool) -> optuna.Study:
+    """Run `config.trials` trials of `method`'s study `name` in `config.storage`, Optuna's logging quietened.
 
-    The TPE sampler is seeded with `seed` plus the number of trials already in the study, so a fresh
-    study repeats exactly and a resumed one does not re-propose its first trials; machines sharing a
-    study pass distinct `worker` numbers so that their samplers differ while the data stays the same.
+    The TPE sampler is seeded with `config.seed` plus the number of trials already in the study, so a
+    fresh study repeats exactly and a resumed one does not re-propose its first trials; machines
+    sharing a study pass distinct `config.worker` numbers so that their samplers differ while the
+    data stays the same.
     """
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction="minimize", load_if_exists=True
+            storage=storage_url(config.storage), study_name=name, direction="minimize", load_if_exists=True
         )
         # 4 random trials, then TPE: small studies (a CPU budget of ~10 trials) still get guided ones
         study.sampler = optuna.samplers.TPESampler(
-            n_startup_trials=4, seed=seed + 100_003 * worker + len(study.trials)
+            n_startup_trials=4, seed=config.seed + 100_003 * config.worker + len(study.trials)
         )
-        attrs = {"method": method, "budget": budget, "seed": seed, "metric": setup.bench.metric}
+        attrs = {"method": method, "budget": config.budget, "seed": config.seed, "metric": setup.bench.metric}
         attrs |= {"layers": setup.shape.layers, "hidden": setup.shape.hidden}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
-        with tqdm(total=trials, desc=name, disable=not progress) as bar:
-            run = objective(setup, method, budget, seed, progress)
-            study.optimize(run, n_trials=trials, callbacks=[advance(bar)])
+        with tqdm(total=config.trials, desc=name, disable=not progress) as bar:
+            run = objective(setup, method, config.budget, config.seed, progress)
+            study.optimize(run, n_trials=config.trials, callbacks=[advance(bar)])
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
