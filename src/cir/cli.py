@@ -242,8 +242,8 @@ def _inputs(args: argparse.Namespace, forget: list[Path] | None = None) -> Input
     return Inputs(
         model=args.model,
         forget=args.forget if forget is None else forget,
-        retain=args.retain,
-        general=args.general,
+        retain=getattr(args, "retain", None),  # `cir attack` has neither
+        general=getattr(args, "general", None),
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
@@ -293,16 +293,7 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
 
 def cmd_attack(args: argparse.Namespace) -> None:
     """`cir attack`."""
-    inputs = Inputs(
-        model=args.model,
-        train=args.train,
-        eval=args.eval,
-        device=args.device,
-        dtype=args.dtype,
-        trust_remote_code=args.trust_remote_code,
-        device_map=args.device_map,
-        cache_dir=args.cache_dir,
-    )
+    inputs = replace(_inputs(args, forget=[]), train=args.train, eval=args.eval)
     result = run_attack(inputs, args.attack, raw_config(args.config, args.overrides), args.out, args.force)
     print(attack_text(result, args.out))
 

@@ -286,16 +286,8 @@ def run_attack(
     train, evaluate = load_facts(inputs.train), load_facts(inputs.eval)
     attacker.check(train, evaluate)
     check_output_dir(out, force)
-    model, tokenizer = load_model(
-        inputs.model,
-        inputs.device,
-        inputs.dtype,
-        inputs.trust_remote_code,
-        inputs.device_map,
-        inputs.cache_dir,
-        progress,
-    )
-    result = attacker.run(model, tokenizer, train, evaluate, progress)
+    loaded = open_model(inputs, None, UnlearnData(train + evaluate, [], []), progress)
+    result = attacker.run(loaded.model, loaded.tokenizer, train, evaluate, progress)
     with atomic_output_dir(out, force, protected=[Path(inputs.model)]) as staging:
         write_attack(staging, attack, result)
     return result
