@@ -157,3 +157,8 @@ def test_run_probes_the_model_before_unlearning_after_it_and_after_the_attack(tm
     assert all(torch.equal(initial[name], original[name]) for name in saved)  # and the input model first
     assert any(not torch.equal(original[name], unlearned[name]) for name in saved)  # unlearning changed it
     assert any(not torch.equal(unlearned[name], attacked[name]) for name in saved)  # then the attack did
+
+
+def test_tracked_sets_come_first_under_their_own_names():
+    probe = StageProbe.of(HELDOUT, tiny.FACTS[:1], {"V": tiny.FACTS[:2]})
+    assert list(probe.heldout) == ["V", "pathogens", "rivers"] and probe.heldout["V"] == tiny.FACTS[:2]

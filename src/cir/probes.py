@@ -35,9 +35,14 @@ class StageProbe:
     completions: dict[str, list[str]] = field(default_factory=dict)  # stage -> one completion per prompt
 
     @classmethod
-    def of(cls, heldout: Sequence[Fact], shown: Sequence[Fact]) -> StageProbe:
-        """Held-out facts grouped by their `domain` field; the cloze prompts (else questions) of `shown`."""
-        groups: dict[str, list[Fact]] = defaultdict(list)
+    def of(
+        cls, heldout: Sequence[Fact], shown: Sequence[Fact], tracked: dict[str, list[Fact]] | None = None
+    ) -> StageProbe:
+        """Held-out facts grouped by their `domain` field; the cloze prompts (else questions) of `shown`.
+
+        `tracked` sets are scored first, under their own names (e.g. V, to see it before unlearning).
+        """
+        groups: dict[str, list[Fact]] = defaultdict(list, tracked or {})
         for fact in heldout:
             groups[str(fact.extra.get("domain", "heldout"))].append(fact)
         return cls(dict(groups), [answer_context(fact) for fact in shown])

@@ -73,7 +73,7 @@ def run_real_demo(
     train = load_facts(paths.forget_train)[: round(facts * (1 - VAL_SHARE))]
     val = load_facts(paths.forget_val)[: round(facts * VAL_SHARE)]
     heldout = heldout_facts(paths)
-    probe = StageProbe.of(heldout, val[:SHOWN_FACTS] + heldout[:1])
+    probe = StageProbe.of(heldout, val[:SHOWN_FACTS] + heldout[:1], {"V (forget, attacked)": val})
     raw = merge(config_source(spec.preset), overrides)
     with tempfile.TemporaryDirectory() as folder:
         split = Path(folder)
