@@ -21,7 +21,6 @@ from cir.bench import (
 )
 from cir.cli import main
 from cir.data.facts import save_facts, split_facts
-from cir.pipeline import Inputs
 from cir.registry import ATTACKS, METHODS
 from cir.report import STAGES, V_METRICS, load_bench_results, retable
 
@@ -103,13 +102,7 @@ def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
     # One bench run goes to the largest budget; the model it attacks at a smaller budget b must be,
     # bit for bit, the model `cir unlearn` returns when stopped by b (same data, order and seed).
     files = tiny.write_workspace(tmp_path)
-    inputs = Inputs(
-        model=str(files.model),
-        forget=[files.train, files.eval],
-        retain=files.retain,
-        general=files.general,
-        device="cpu",
-    )
+    inputs = tiny.workspace_inputs(files)
     method = {"forget_layers": [1], "k_act": 1, "k_grad": 1, "step_norm": 2.0, "retain_lr": 0.0}
     raw = {
         "bench": {"methods": ["cir"], "budgets": [1e9], "known_threshold": 0, "val_fraction": 0.34},
@@ -203,13 +196,7 @@ def run_tiny_bench(tmp_path, capsys, progress):
     """grad_diff, 2 seeds x 2 budgets, 2 epochs (a budget no epoch exceeds) and a 1-epoch attack."""
     files = tiny.write_workspace(tmp_path, layers=2)
     capsys.readouterr()  # drop what saving the workspace printed
-    inputs = Inputs(
-        model=str(files.model),
-        forget=[files.train, files.eval],
-        retain=files.retain,
-        general=files.general,
-        device="cpu",
-    )
+    inputs = tiny.workspace_inputs(files)
     raw = {
         "bench": {"methods": ["grad_diff"], "budgets": [50.0, 100.0], "seeds": 2},
         "unlearn": {"max_epochs": 2, "batch_size": 2, "track_kl": False},

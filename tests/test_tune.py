@@ -11,7 +11,6 @@ from cir.cli import main
 from cir.config import from_dict
 from cir.errors import ConfigError
 from cir.modules import ModelShape
-from cir.pipeline import Inputs
 from cir.registry import METHODS
 from cir.tune import UNRECORDED_SHAPE, TuneConfig, load_tuned, tune, tune_all, tune_config
 
@@ -37,13 +36,7 @@ def files(tmp_path_factory):
 
 
 def inputs(files):
-    return Inputs(
-        model=str(files.model),
-        forget=[files.facts],
-        retain=files.retain,
-        general=files.general,
-        device="cpu",
-    )
+    return tiny.workspace_inputs(files, forget=[files.facts])
 
 
 def input_args(files):

@@ -27,6 +27,7 @@ from transformers import (
 from cir.data.batches import make_batches
 from cir.data.facts import Fact, save_facts
 from cir.data.tokenizer import train_tokenizer
+from cir.pipeline import Inputs
 
 ARCHITECTURES = ["llama", "qwen2", "gpt_neox", "gpt2"]
 
@@ -201,3 +202,14 @@ def write_workspace(root: Path, layers: int = 3) -> Workspace:
     paths.general.write_text("\n".join(TEXTS[3:]) + "\n")
     paths.retain.write_text("\n".join(TEXTS[2:5]) + "\n")
     return paths
+
+
+def workspace_inputs(files: Workspace, forget: list[Path] | None = None) -> Inputs:
+    """CPU Inputs over a written workspace: T and V forgotten (or `forget`), its retain and general text."""
+    return Inputs(
+        model=str(files.model),
+        forget=forget or [files.train, files.eval],
+        retain=files.retain,
+        general=files.general,
+        device="cpu",
+    )
