@@ -11,6 +11,8 @@ changes).
 from cir import attacks, methods  # noqa: F401  (imported to register every method and attack)
 from cir.data.facts import Fact, load_facts
 from cir.evals.scores import evaluate_facts
+from cir.fact_sets import FactSetConfig, build_fact_sets, fact_sets_for
+from cir.model_io import load_model, save_model
 from cir.pipeline import Inputs, load_inputs, run, run_attack, run_unlearn
 from cir.records import AttackResult, EpochRecord, FactScores, RunReport, UnlearnHistory
 from cir.registry import ATTACKS, METHODS
@@ -25,17 +27,22 @@ __all__ = [
     "EpochRecord",
     "Fact",
     "FactScores",
+    "FactSetConfig",
     "Inputs",
     "RunReport",
     "UnlearnConfig",
     "UnlearnData",
     "UnlearnHistory",
     "UnlearnResult",
+    "build_fact_sets",
     "evaluate_facts",
+    "fact_sets_for",
     "load_facts",
     "load_inputs",
+    "load_model",
     "run",
     "run_attack",
     "run_unlearn",
+    "save_model",
     "unlearn",
 ]
