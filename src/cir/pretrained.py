@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from cir.errors import ModelError
 from cir.outputs import atomic_output_dir
@@ -137,11 +143,12 @@ def convert_gguf(
     return folder
 
 
-def _load_gguf(path: Path, progress: bool):
+def _load_gguf(path: Path, progress: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """De-quantise with transformers, then rebuild the model without its GGUF quantiser."""
     from transformers.utils import logging as transformers_logging
 
-    if not progress:
+    silenced = not progress and transformers_logging.is_progress_bar_enabled()
+    if silenced:
         transformers_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -149,6 +156,9 @@ def _load_gguf(path: Path, progress: bool):
     except (ValueError, KeyError, OSError, NotImplementedError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"{path}: transformers cannot load this GGUF file ({first_line})") from error
+    finally:
+        if silenced:  # a library call leaves the caller's bar setting as it found it
+            transformers_logging.enable_progress_bar()
     settings = {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"}
     config = AutoConfig.for_model(settings.pop("model_type"), **settings)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
