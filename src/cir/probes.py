@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.data.batches import encode
+from cir.data.batches import encode, pad_id
 from cir.data.facts import Fact
 from cir.evals.metrics import answer_context, evaluating, model_device
 from cir.evals.scores import evaluate_facts
@@ -78,10 +78,10 @@ def greedy_completions(
 ) -> list[str]:
     """Greedy continuation of each prompt (with cir's BOS rule), cut at the first line break."""
     completions = []
+    pad = pad_id(tokenizer)
     with evaluating(model):
         for row in encode(tokenizer, prompts, max_length=1024):
             ids = torch.tensor([row], device=model_device(model))  # (1, prompt)
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
             out = model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
