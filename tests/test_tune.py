@@ -103,6 +103,33 @@ def test_tune_all_gives_the_ablation_a_study_of_its_own(files):
     assert studies[0].trials[0].params["forget_layers"] in {"0,1", "0,1,2", "1,2", "1,2,3", "2,3"}  # 4 layers
 
 
+def test_start_points_are_tried_first_once_and_the_rest_sampled(files):
+    points = [{"step_norm": 0.05}, {"step_norm": 0.2}]
+    config = settings(files.root / "start.db", trials=3, budget=1.0, start_points={"grad_diff": points})
+    first = tune(inputs(files), config, "grad_diff", progress=False)
+    steps = [t.params["step_norm"] for t in first.trials]
+    assert steps[:2] == [0.05, 0.2]
+    assert steps[2] not in (0.05, 0.2)  # sampled
+    resumed = tune(inputs(files), {**config, "tune": {**config["tune"], "trials": 1}}, "grad_diff", progress=False)
+    assert len(resumed.trials) == 4 and resumed.trials[3].params["step_norm"] not in (0.05, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        ({"rmu": [{"step_norm": 0.1}]}, r"tune\.start_points\.rmu: not a method tuned here"),
+        ({"grad_diff": [{"lr": 0.1}]}, r"start_points\.grad_diff\[0\]\.lr: not a param of grad_diff's space"),
+        ({"grad_diff": [{"step_norm": 5.0}]}, r"start_points\.grad_diff\[0\]\.step_norm: 5\.0 is outside"),
+        ({"grad_diff": [0.1]}, r"start_points\.grad_diff\[0\]: expected a mapping"),
+    ],
+)
+def test_bad_start_points_are_named_before_any_trial(files, points, message):
+    config = settings(files.root / "bad.db", trials=1, budget=1.0, start_points=points)
+    with pytest.raises(ConfigError, match=message):
+        tune(inputs(files), config, "grad_diff", progress=False)
+    assert optuna.get_all_study_summaries(f"sqlite:///{files.root / 'bad.db'}") == []
+
+
 def test_tune_section_defaults_checks_and_did_you_mean():
     assert tune_config({"bench": {"seeds": "not read here"}}) == TuneConfig()
     config = tune_config({"tune": {"trials": 5, "budget": 1, "seed": 7, "storage": "x.db"}})

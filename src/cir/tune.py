@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class TuneConfig:
     worker: int = 0  # this machine's number when several share a study, so that their samplers differ
     storage: str | None = None  # an Optuna storage URL or SQLite path; None = ./cir-tune.db
     study: str | None = None  # the study name (one method only); None = f"{method}-budget{budget}"
+    # method -> points to try first, each {param: value} in the search space's terms (layer windows
+    # as text, "6,7,8"); a point the study already tried is not tried again; omitted params are sampled
+    start_points: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Check ranges.
@@ -134,6 +137,7 @@ def tune(inputs: Inputs, raw_config: dict[str, Any], method: str, progress: bool
     config = tune_config(raw_config)
     name = config.study or default_study_name(method, config.budget)
     setup, _ = prepare(inputs, raw_config, method, config.seed, progress)
+    check_start_points(config, [method], setup.shape)
     return optimize(setup, method, config, name, progress)
 
 
@@ -148,6 +152,7 @@ def tune_all(inputs: Inputs, raw_config: dict[str, Any], progress: bool = True) 
     if config.study is not None:
         raise ConfigError("tune.study (--study) names one study: tune one method with it, not `all`")
     setup, methods = prepare(inputs, raw_config, None, config.seed, progress)
+    check_start_points(config, methods, setup.shape)
     return [optimize(setup, m, config, default_study_name(m, config.budget), progress) for m in methods]
 
 
@@ -194,12 +199,47 @@ def optimize(setup: Setup, method: str, config: TuneConfig, name: str, progress:
         attrs |= {"layers": setup.shape.layers, "hidden": setup.shape.hidden}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
+        for point in config.start_points.get(method, []):
+            study.enqueue_trial(point, skip_if_exists=True)  # a resumed study does not repeat it
         with tqdm(total=config.trials, desc=name, disable=not progress) as bar:
             run = objective(setup, method, config.budget, config.seed, progress)
             study.optimize(run, n_trials=config.trials, callbacks=[advance(bar)])
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
+
+
+def check_start_points(config: TuneConfig, methods: list[str], shape: ModelShape) -> None:
+    """Check `tune.start_points` against the methods tuned and their search spaces at `shape`.
+
+    Raises:
+        ConfigError: naming a method not tuned here, a parameter the method's space does not have, or
+            a value outside it (e.g. a layer window the shape's rule does not offer).
+    """
+    for method, points in config.start_points.items():
+        if method not in methods:
+            raise ConfigError(f"config: tune.start_points.{method}: not a method tuned here ({methods})")
+        search_space = METHODS.get(method).search_space
+        assert search_space is not None  # prepare checked
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        probe = optuna.create_study().ask()  # an in-memory trial, to read the space's distributions
+        optuna.logging.set_verbosity(verbosity)
+        search_space(probe, shape)
+        for index, point in enumerate(points):
+            where = f"config: tune.start_points.{method}[{index}]"
+            if not isinstance(point, Mapping):
+                raise ConfigError(f"{where}: expected a mapping of param: value, got {point!r}")
+            for key, value in point.items():
+                distribution = probe.distributions.get(key)
+                if distribution is None:
+                    raise ConfigError(f"{where}.{key}: not a param of {method}'s space {sorted(probe.params)}")
+                try:
+                    inside = distribution._contains(distribution.to_internal_repr(value))
+                except (ValueError, TypeError):
+                    inside = False
+                if not inside:
+                    raise ConfigError(f"{where}.{key}: {value!r} is outside the space ({distribution})")
 
 
 def objective(setup: Setup, method: str, budget: float, seed: int, progress: bool = False) -> Any:
