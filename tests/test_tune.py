@@ -110,7 +110,9 @@ def test_start_points_are_tried_first_once_and_the_rest_sampled(files):
     steps = [t.params["step_norm"] for t in first.trials]
     assert steps[:2] == [0.05, 0.2]
     assert steps[2] not in (0.05, 0.2)  # sampled
-    resumed = tune(inputs(files), {**config, "tune": {**config["tune"], "trials": 1}}, "grad_diff", progress=False)
+    resumed = tune(
+        inputs(files), {**config, "tune": {**config["tune"], "trials": 1}}, "grad_diff", progress=False
+    )
     assert len(resumed.trials) == 4 and resumed.trials[3].params["step_norm"] not in (0.05, 0.2)
 
 

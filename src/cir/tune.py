@@ -233,7 +233,8 @@ def check_start_points(config: TuneConfig, methods: list[str], shape: ModelShape
             for key, value in point.items():
                 distribution = probe.distributions.get(key)
                 if distribution is None:
-                    raise ConfigError(f"{where}.{key}: not a param of {method}'s space {sorted(probe.params)}")
+                    params = sorted(probe.params)
+                    raise ConfigError(f"{where}.{key}: not a param of {method}'s space {params}")
                 try:
                     inside = distribution._contains(distribution.to_internal_repr(value))
                 except (ValueError, TypeError):
