@@ -14,6 +14,7 @@ from cir.bench import (
     bench_configs,
     bench_one,
     budget_model,
+    evenly_spaced,
     load_bench,
     per_method_configs,
     run_bench,
@@ -21,6 +22,8 @@ from cir.bench import (
 )
 from cir.cli import main
 from cir.data.facts import save_facts, split_facts
+from cir.evals.scores import evaluate_facts
+from cir.model_io import load_model
 from cir.registry import ATTACKS, METHODS
 from cir.report import STAGES, V_METRICS, load_bench_results, retable
 
@@ -36,6 +39,8 @@ def bench_out(tmp_path_factory):
             "bench",
             *("--model", str(files.model), "--facts", str(files.train), str(files.eval)),
             *("--retain", str(files.retain), "--general", str(files.general)),
+            # the forget facts stand in for another domain's: unlearning must show in their change
+            *("--heldout", str(files.facts)),
             *("--methods", "cir", "grad_diff", "--seeds", "2", "--budget", "0.001", "0.01"),
             *("--out", str(out), "--device", "cpu"),
             *tiny.FAST_BENCH_ARGS,
@@ -69,6 +74,34 @@ def test_markdown_numbers_equal_json(bench_out):
             mean, std = (float(x) for x in re.findall(r"-?\d+\.\d+", cells[column]))
             assert mean == pytest.approx(row[key], abs=5e-4)
             assert std == pytest.approx(row[f"{key}_std"], abs=5e-4)
+
+
+def test_selectivity_scores_the_heldout_facts_before_and_at_the_kept_epoch(bench_out):
+    files = tiny.write_workspace(bench_out.parent / "again")
+    model, tokenizer = load_model(str(files.model), "cpu")
+    original = evaluate_facts(model, tokenizer, tiny.FACTS, "choice", 64).to_json()
+    results = load_bench_results(bench_out / "results.json")
+    markdown = (bench_out / "results.md").read_text()
+    for run in results.runs:
+        assert run.heldout_before is not None and run.heldout_unlearned is not None
+        assert run.heldout_before.to_json() == pytest.approx(original)
+        if run.epochs == 0:  # nothing kept: the model is the original
+            assert run.heldout_unlearned.to_json() == pytest.approx(original)
+    changed = [r for r in results.runs if r.epochs > 0]
+    assert changed and any(r.heldout_unlearned.acc_t1 != r.heldout_before.acc_t1 for r in changed)
+    for row in results.table:
+        mine = [r for r in results.runs if r.method == row["method"] and r.budget == row["budget"]]
+        changes = [r.heldout_unlearned.answer_prob - r.heldout_before.answer_prob for r in mine]
+        assert row["heldout_change"] == pytest.approx(sum(changes) / len(changes))
+        section = markdown.split(f"## Budget {100 * row['budget']:g}%")[1].split("##")[0]
+        line = next(text for text in section.splitlines() if text.startswith(f"| {row['method']} |"))
+        assert f"{row['heldout_change']:.3f} ± {row['heldout_change_std']:.3f}" in line
+
+
+def test_evenly_spaced_keeps_every_part_of_a_list():
+    assert evenly_spaced(list(range(10)), 20) == list(range(10))
+    assert evenly_spaced(list(range(10)), 5) == [0, 2, 4, 6, 8]
+    assert evenly_spaced(list(range(10)), 0) == []
 
 
 def test_post_attack_is_best_smoothed_value_of_the_attack(bench_out):
@@ -190,6 +223,8 @@ def test_every_method_through_the_bench_with_each_attack(tmp_path, attack):
         assert run.epochs in (0, 1) and run.stop_reasons["attack"] in ("epochs", "done")
         assert len(run.attack_trajectory) == 2  # before the attack, and its one epoch (or k-shot)
     assert {row["method"] for row in results.table} == set(METHODS.names())
+    assert all(row["heldout_change"] is None for row in results.table)  # no held-out facts given
+    assert "| n/a |" in (out / "results.md").read_text()
 
 
 def run_tiny_bench(tmp_path, capsys, progress):

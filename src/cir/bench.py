@@ -54,6 +54,7 @@ class BenchConfig:
     known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
     prior_field: str | None = None  # fact field holding the prior acc_t1; None = measure it with the model
     metric: Literal["answer_prob", "acc_t1", "acc_t0"] = "answer_prob"  # the headline V metric
+    heldout_max: int = 80  # other domains' facts scored for selectivity: at most this many, evenly spaced
 
     def __post_init__(self) -> None:
         """Check ranges.
@@ -68,6 +69,7 @@ class BenchConfig:
                 ("methods", "a non-empty list", len(self.methods) > 0),
                 ("budgets", "a non-empty list of values > 0", bool(self.budgets) and min(self.budgets) > 0),
                 ("seeds", ">= 1", self.seeds >= 1),
+                ("heldout_max", ">= 0", self.heldout_max >= 0),
                 ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
                 (
                     "metric",
@@ -114,11 +116,12 @@ def run_bench(
     check_output_dir(out, force)
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
     check_splits(facts, bench, ATTACKS.build(bench.attack, attack))
+    heldout = Selectivity.of(loaded, bench, loop)
     runs: list[BenchRun] = []
     seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
     for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
         group = replace(bench, budgets=budgets)
-        runs += bench_one(loaded, facts, group, loop, name, config, attack, seed, original, progress)
+        runs += bench_one(loaded, facts, group, loop, name, config, attack, seed, original, progress, heldout)
     largest = max(bench.budgets)
     config = {
         "bench": to_dict(bench),
@@ -232,6 +235,40 @@ def bench_jobs(
     return jobs
 
 
+@dataclass
+class Selectivity:
+    """The other domains' facts (never trained on) and the original model's scores on them."""
+
+    facts: list[Fact]
+    before: FactScores
+    mcq_format: str
+    batch_size: int
+
+    @classmethod
+    def of(cls, loaded: Loaded, bench: BenchConfig, loop: UnlearnConfig) -> Selectivity | None:
+        """At most `bench.heldout_max` of `loaded.heldout`, evenly spaced, scored on the loaded model.
+
+        Evenly spaced rather than the first ones, so that every domain of the file is represented.
+        None when there are no held-out facts or `heldout_max` is 0.
+        """
+        facts = evenly_spaced(loaded.heldout, bench.heldout_max)
+        if not facts:
+            return None
+        scores = evaluate_facts(loaded.model, loaded.tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
+        return cls(facts, scores, loop.mcq_format, loop.eval_batch_size)
+
+    def score(self, loaded: Loaded) -> FactScores:
+        """The loaded model's scores on the held-out facts now."""
+        return evaluate_facts(loaded.model, loaded.tokenizer, self.facts, self.mcq_format, self.batch_size)
+
+
+def evenly_spaced(items: Sequence[Fact], most: int) -> list[Fact]:
+    """`items` if there are at most `most`, else `most` of them at evenly spaced positions."""
+    if len(items) <= most:
+        return list(items)
+    return [items[i * len(items) // most] for i in range(most)]
+
+
 def bench_one(
     loaded: Loaded,
     facts: list[Fact],
@@ -243,11 +280,13 @@ def bench_one(
     seed: int,
     original: dict[str, torch.Tensor],
     progress: bool = False,
+    heldout: Selectivity | None = None,
 ) -> list[BenchRun]:
     """One method and seed: unlearn T + V once up to the largest budget, then attack each budget's model.
 
     With `progress`, the epochs and each attack show a bar (nested under a caller's), named by the
-    method and seed ("cir seed 1 epoch 3", "cir seed 1 budget 0.01 finetune").
+    method and seed ("cir seed 1 epoch 3", "cir seed 1 budget 0.01 finetune"). With `heldout`, each
+    budget's model is also scored on the other domains' facts before the attack (selectivity).
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     train, val = split_facts(facts, bench.val_fraction, seed)
@@ -258,9 +297,13 @@ def bench_one(
     runs = []
     for budget in bench.budgets:
         epoch = budget_model(result, budget, original)
+        unlearned = heldout.score(loaded) if heldout is not None else None
         attacker = ATTACKS.build(bench.attack, attack_cfg)
         attack = attacker.run(model, tokenizer, train, val, progress, f"{name} seed {seed} budget {budget:g}")
-        runs.append(bench_run(name, seed, budget, before, result, epoch, attack))
+        run = bench_run(name, seed, budget, before, result, epoch, attack)
+        if heldout is not None:
+            run = replace(run, heldout_before=heldout.before, heldout_unlearned=unlearned)
+        runs.append(run)
     model.load_state_dict(original)
     return runs
 

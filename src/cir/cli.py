@@ -209,6 +209,9 @@ def _bench_input_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--retain", type=Path, help="texts to keep (.jsonl facts or .txt lines)")
     parser.add_argument("--general", type=Path, help="held-out general text (.txt) for the budget")
+    parser.add_argument(
+        "--heldout", type=Path, help="facts of other domains, for selectivity (default: a built-in model's)"
+    )
     _model_args(parser)
     _cache_arg(parser)
 
@@ -244,6 +247,7 @@ def _inputs(args: argparse.Namespace, forget: list[Path] | None = None) -> Input
         forget=args.forget if forget is None else forget,
         retain=getattr(args, "retain", None),  # `cir attack` has neither
         general=getattr(args, "general", None),
+        heldout=getattr(args, "heldout", None),  # bench and tune only
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,

@@ -48,6 +48,7 @@ class Inputs:
     eval: Path | None = None  # V facts the attack is scored on; demo: its V split
     retain: Path | None = None  # retain texts (.jsonl facts or .txt lines); demo: its retain facts + general
     general: Path | None = None  # held-out general text for the budget; demo: its general_eval
+    heldout: Path | None = None  # facts of other domains, for selectivity; built-in model: its heldout.jsonl
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -64,6 +65,7 @@ class Loaded:
     data: UnlearnData
     source: Path | None  # the input model folder, never to be overwritten
     demo: DemoPaths | FactSetPaths | None  # the world that filled the gaps, if any
+    heldout: list[Fact] = field(default_factory=list)  # other domains' facts (selectivity); may be empty
 
 
 def config_source(config: str | Path | None) -> dict[str, Any]:
@@ -128,7 +130,19 @@ def load_inputs(inputs: Inputs, progress: bool = True) -> Loaded:
         DataError, ModelError: for bad files or models.
     """
     demo = default_world(inputs, progress)
-    return open_model(inputs, demo, load_data(inputs, demo), progress)
+    heldout = load_heldout(inputs, demo)
+    return replace(open_model(inputs, demo, load_data(inputs, demo), progress), heldout=heldout)
+
+
+def load_heldout(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> list[Fact]:
+    """Facts never trained on, from other domains: `inputs.heldout`, else a built-in fact set's, else none.
+
+    Raises:
+        DataError: for a bad file, naming it (and the line).
+    """
+    if inputs.heldout is not None:
+        return load_facts(inputs.heldout)
+    return load_facts(demo.heldout) if isinstance(demo, FactSetPaths) else []
 
 
 def load_data(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> UnlearnData:

@@ -278,6 +278,8 @@ class BenchRun:
     attack_trajectory: list[TrajectoryPoint]
     post_attack_definition: str
     stop_reasons: dict[str, str | None]  # {"unlearn": ..., "attack": ...}
+    heldout_before: FactScores | None = None  # other domains' facts (selectivity), when the bench has them
+    heldout_unlearned: FactScores | None = None  # the same, at the kept epoch
 
     def v(self, stage: str) -> FactScores:
         """V's scores at `stage`: "before", "unlearned" or "post_attack"."""
@@ -288,8 +290,8 @@ class BenchRun:
     def to_json(self) -> dict[str, Any]:
         """The fields by name; fact scores as FactScores objects, trajectories as TrajectoryPoint lists."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name in ("v_before", "v_unlearned", "v_post_attack"):
-            data[name] = data[name].to_json()
+        for name in ("v_before", "v_unlearned", "v_post_attack", "heldout_before", "heldout_unlearned"):
+            data[name] = data[name].to_json() if data[name] is not None else None
         for name in ("unlearn_trajectory", "attack_trajectory"):
             data[name] = [point.to_json() for point in data[name]]
         data["stop_reasons"] = dict(self.stop_reasons)
@@ -301,6 +303,8 @@ class BenchRun:
         values = dict(data)
         for name in ("v_before", "v_unlearned", "v_post_attack"):
             values[name] = FactScores.from_json(values[name])
+        for name in ("heldout_before", "heldout_unlearned"):  # absent from results written before them
+            values[name] = FactScores.from_json(values[name]) if values.get(name) is not None else None
         for name in ("unlearn_trajectory", "attack_trajectory"):
             values[name] = [TrajectoryPoint.from_json(point) for point in values[name]]
         return cls(**values)

@@ -87,6 +87,7 @@ def bench_markdown(results: BenchResults) -> str:
                 "drop": _pm(r, "drop"),
                 "ratio vs best baseline": _pm(r, "ratio", 2) if r["method"] == "cir" else "",
                 "general loss Δ%": _pm(r, "general_loss_change", 2),
+                "held-out Δ": _pm(r, "heldout_change") if r.get("heldout_change") is not None else "n/a",
                 "epochs": _pm(r, "epochs", 1),
                 "s/fact": _pm(r, "seconds_per_fact", 3),
             }
@@ -194,6 +195,8 @@ def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
         "acc_t1": "mean renormalised probability of the right choice",
         "acc_t0": "argmax accuracy",
         "general_loss_change": "relative change of held-out general-text loss, in percent",
+        "heldout_change": "selectivity: the headline metric on facts of other, never-trained domains, at the "
+        "kept epoch minus before unlearning (0 = untouched; n/a = no held-out facts given)",
         "seconds_per_fact": "unlearning wall time (setup, steps, budget checks) up to the kept epoch / facts",
     }
 
@@ -228,13 +231,23 @@ def drop(run: BenchRun, metric: str) -> float:
     return run.v_before.metric(metric) - run.v_post_attack.metric(metric)
 
 
+def heldout_change(run: BenchRun, metric: str) -> float | None:
+    """Selectivity: the other domains' `metric` at the kept epoch minus before (None without them)."""
+    if run.heldout_before is None or run.heldout_unlearned is None:
+        return None
+    return run.heldout_unlearned.metric(metric) - run.heldout_before.metric(metric)
+
+
 def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
     """Mean and std over seeds of the row's numbers."""
 
-    def stats(key: str, values: list[float]) -> dict[str, float]:
+    def stats(key: str, values: list[float | None]) -> dict[str, float | None]:
+        if any(v is None for v in values):  # e.g. a bench without held-out facts
+            return {key: None, f"{key}_std": None}
+        known = [v for v in values if v is not None]
         return {
-            key: statistics.fmean(values),
-            f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            key: statistics.fmean(known),
+            f"{key}_std": statistics.stdev(known) if len(known) > 1 else 0.0,
         }
 
     columns = {
@@ -247,6 +260,7 @@ def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
             for stage in STAGES
         },
         "general_loss_change": [100 * (r.general_loss_after / r.general_loss_before - 1) for r in runs],
+        "heldout_change": [heldout_change(r, metric) for r in runs],
         "epochs": [float(r.epochs) for r in runs],
         "seconds_per_fact": [r.seconds_per_fact for r in runs],
     }
