@@ -12,7 +12,15 @@ from cir.config import from_dict
 from cir.errors import ConfigError
 from cir.modules import ModelShape
 from cir.registry import METHODS
-from cir.tune import UNRECORDED_SHAPE, TuneConfig, load_tuned, tune, tune_all, tune_config
+from cir.tune import (
+    UNRECORDED_SHAPE,
+    TuneConfig,
+    enqueue_untried,
+    load_tuned,
+    tune,
+    tune_all,
+    tune_config,
+)
 
 DEMO_DB = Path(__file__).parents[1] / "benchmarks" / "demo-tune.db"
 SHAPES = [ModelShape(3, 32), ModelShape(4, 128), ModelShape(30, 576), ModelShape(32, 4096)]
@@ -114,6 +122,22 @@ def test_start_points_are_tried_first_once_and_the_rest_sampled(files):
         inputs(files), {**config, "tune": {**config["tune"], "trials": 1}}, "grad_diff", progress=False
     )
     assert len(resumed.trials) == 4 and resumed.trials[3].params["step_norm"] not in (0.05, 0.2)
+
+
+def test_a_failed_start_point_is_queued_again_and_a_finished_one_is_not():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    points = [{"x": 0.5}, {"x": 0.25}]
+    enqueue_untried(study, points)
+    first = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(first, state=optuna.trial.TrialState.FAIL)  # e.g. Ctrl-C
+    second = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(second, 1.0)
+    enqueue_untried(study, points)  # a resumed run
+    waiting = study.get_trials(states=[optuna.trial.TrialState.WAITING])
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"x": 0.5}]
+    enqueue_untried(study, points)  # queued once only
+    assert len(study.get_trials(states=[optuna.trial.TrialState.WAITING])) == 1
 
 
 @pytest.mark.parametrize(

@@ -199,14 +199,31 @@ def optimize(setup: Setup, method: str, config: TuneConfig, name: str, progress:
         attrs |= {"layers": setup.shape.layers, "hidden": setup.shape.hidden}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
-        for point in config.start_points.get(method, []):
-            study.enqueue_trial(point, skip_if_exists=True)  # a resumed study does not repeat it
+        enqueue_untried(study, config.start_points.get(method, []))
         with tqdm(total=config.trials, desc=name, disable=not progress) as bar:
             run = objective(setup, method, config.budget, config.seed, progress)
             study.optimize(run, n_trials=config.trials, callbacks=[advance(bar)])
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
+
+
+def enqueue_untried(study: optuna.Study, points: list[dict[str, Any]]) -> None:
+    """Queue each start point the study has not tried yet, in order.
+
+    Tried means a trial with these params that completed, waits in the queue or is running (maybe on
+    another machine). A failed one, e.g. stopped with Ctrl-C, is queued again, so that a stopped
+    study loses no point. (Optuna's own `skip_if_exists` would skip failed ones too.)
+    """
+    done = optuna.trial.TrialState.FAIL
+    tried = [
+        t.system_attrs.get("fixed_params", t.params)
+        for t in study.get_trials(deepcopy=False)
+        if t.state != done
+    ]
+    for point in points:
+        if dict(point) not in tried:
+            study.enqueue_trial(dict(point))
 
 
 def check_start_points(config: TuneConfig, methods: list[str], shape: ModelShape) -> None:
