@@ -51,3 +51,32 @@ def test_gpu_per_fact_runs_tiny_on_cuda(capsys):
     )
     assert result["device"] != "cpu" and result["facts"] == 4
     assert result["seconds_per_fact"] > 0 and result["peak_memory_gb"] > 0
+
+
+def test_attack_on_original_starts_each_seed_from_the_original_model(tmp_path):
+    from cir.data.facts import load_facts, split_facts
+    from cir.evals.scores import evaluate_facts
+    from cir.model_io import load_model
+    from tiny import write_workspace
+
+    ws = write_workspace(tmp_path)
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        "bench: {known_threshold: 0, val_fraction: 0.34, seeds: 2}\n"
+        "unlearn: {batch_size: 2}\nattack: {epochs: 2, batch_size: 2, lr: 0.01}\n"
+    )
+    args = ["--model", str(ws.model), "--facts", str(ws.facts), "--general", str(ws.general)]
+    args += ["--retain", str(ws.retain), "--device", "cpu"]
+    report = load("attack_on_original").main([*args, "--config", str(config), "--out", str(tmp_path / "out")])
+    model, tokenizer = load_model(str(ws.model), "cpu")
+    facts = load_facts(ws.facts)
+    for row in report["seeds"]:
+        _, val = split_facts(facts, 0.34, row["seed"])
+        original = evaluate_facts(model, tokenizer, val, "choice", 64).to_json()
+        assert row["v_before"] == pytest.approx(original)  # not the previous seed's attacked model
+        assert (
+            row["v_post_attack"]["answer_prob"] >= row["v_before"]["answer_prob"]
+        )  # the best includes before
+    rises = [r["v_post_attack"]["acc_t1"] - r["v_before"]["acc_t1"] for r in report["seeds"]]
+    assert report["rise"]["acc_t1"]["mean"] == pytest.approx(sum(rises) / 2)
+    assert (tmp_path / "out" / "attack_on_original.json").is_file()
