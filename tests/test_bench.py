@@ -1,9 +1,11 @@
 """`cir bench` on a tiny model: every file written, valid PNGs, Markdown numbers equal the JSON."""
 
+import importlib.util
 import json
 import math
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,11 +24,13 @@ from cir.bench import (
 )
 from cir.cli import main
 from cir.data.facts import save_facts, split_facts
+from cir.errors import DataError, OutputExistsError
 from cir.evals.scores import evaluate_facts
 from cir.model_io import load_model
 from cir.registry import ATTACKS, METHODS
-from cir.report import STAGES, V_METRICS, load_bench_results, retable
+from cir.report import STAGES, V_METRICS, bench_markdown, load_bench_results, merge_bench_results, retable
 
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -263,3 +267,47 @@ def test_bench_without_progress_writes_nothing_to_stderr(tmp_path, capsys):
     run_tiny_bench(tmp_path, capsys, progress=False)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def split_by_method(results):
+    """One BenchResults per method, as `cir bench "bench.methods=[m]"` would have written it."""
+    parts = []
+    for method in results.config["bench"]["methods"]:
+        config = json.loads(json.dumps(results.config))
+        config["bench"]["methods"] = [method]
+        config["methods"] = {k: v for k, v in config["methods"].items() if k == method}
+        runs = [r for r in results.runs if r.method == method]
+        parts.append((method, replace(results, config=config, runs=runs, table=[])))
+    return parts
+
+
+def test_merged_parts_give_the_table_and_markdown_of_one_bench(bench_out, tmp_path):
+    whole = load_bench_results(bench_out / "results.json")
+    merged = merge_bench_results(split_by_method(whole))
+    assert merged.table == whole.table  # the ratio finds grad_diff as the best baseline across parts
+    assert bench_markdown(merged) == (bench_out / "results.md").read_text()
+    assert merged.config["methods"] == whole.config["methods"]
+    script = importlib.util.spec_from_file_location("merge_bench", BENCHMARKS / "merge_bench.py")
+    module = importlib.util.module_from_spec(script)
+    script.loader.exec_module(module)
+    folders = []
+    for name, part in split_by_method(whole):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps(part.to_json()))
+        folders.append(str(folder))
+    module.main([*folders, "--out", str(tmp_path / "merged")])
+    assert (tmp_path / "merged" / "results.md").read_text() == (bench_out / "results.md").read_text()
+    assert len(list((tmp_path / "merged").glob("*.png"))) == 4
+    with pytest.raises(OutputExistsError):
+        module.main([*folders, "--out", str(tmp_path / "merged")])
+
+
+def test_merge_refuses_parts_of_different_benches(bench_out):
+    (cir, cir_part), (gd, gd_part) = split_by_method(load_bench_results(bench_out / "results.json"))
+    other = json.loads(json.dumps(gd_part.config))
+    other["bench"]["budgets"] = [0.01]
+    with pytest.raises(DataError, match="grad_diff: its bench settings differ from cir's"):
+        merge_bench_results([(cir, cir_part), (gd, replace(gd_part, config=other))])
+    with pytest.raises(DataError, match=r"again: methods \['cir'\] are already in an earlier part"):
+        merge_bench_results([(cir, cir_part), ("again", cir_part)])

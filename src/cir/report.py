@@ -306,3 +306,42 @@ def retable(folder: Path) -> BenchResults:
     write_json_atomic(folder / "results.json", results.to_json())
     (folder / "results.md").write_text(bench_markdown(results), encoding="utf-8")
     return results
+
+
+def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResults:
+    """One bench from several that ran the same bench on different methods (e.g. on several machines).
+
+    Args:
+        parts: (name for errors, e.g. the folder; its results), in the order their methods are listed.
+
+    Raises:
+        DataError: naming the part whose facts or bench, unlearn or attack settings (other than the
+            methods) differ from the first's, or that repeats a method of an earlier part.
+    """
+    first_name, first = parts[0]
+    shared = ("unlearn", "attack")
+    methods: list[str] = []
+    runs: list[BenchRun] = []
+    config = {key: value for key, value in first.config.items() if key in shared}
+    config["bench"] = dict(first.config["bench"])
+    config["methods"], config["tuned"] = {}, {}
+    for name, part in parts:
+        bench = {k: v for k, v in part.config["bench"].items() if k != "methods"}
+        expected = {k: v for k, v in first.config["bench"].items() if k != "methods"}
+        for key in ("bench", *shared):
+            mine, theirs = (bench, expected) if key == "bench" else (part.config[key], first.config[key])
+            if mine != theirs:
+                raise DataError(f"{name}: its {key} settings differ from {first_name}'s; only methods may")
+        if part.facts != first.facts:
+            raise DataError(f"{name}: {part.facts} facts, {first_name} has {first.facts}")
+        repeated = sorted(set(part.config["bench"]["methods"]) & set(methods))
+        if repeated:
+            raise DataError(f"{name}: methods {repeated} are already in an earlier part")
+        methods += part.config["bench"]["methods"]
+        runs += part.runs
+        config["methods"] |= part.config.get("methods", {})
+        config["tuned"] |= part.config.get("tuned", {})
+    config["bench"]["methods"] = methods
+    bench = config["bench"]
+    table = aggregate(runs, methods, bench["budgets"], bench["metric"])
+    return BenchResults(config, first.facts, definitions(runs), runs, table)
