@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 import tiny
+from cir.bench import run_bench
 from cir.cli import main
 from cir.config import from_dict
 from cir.errors import ConfigError
@@ -245,8 +246,25 @@ def test_load_tuned_rebuilds_in_the_shape_the_study_recorded(tmp_path):
     trial = study.ask()
     METHODS.get("cir").search_space(trial, ModelShape(30, 576))
     study.tell(trial, 0.5)
-    overrides = load_tuned(tmp_path / "shape.db")["cir"][0.01]["overrides"]
-    assert overrides["forget_layers"] == [6, 7, 8, 9, 10, 11] and overrides["k_grad"] == 36
+    best = load_tuned(tmp_path / "shape.db")["cir"][0.01]
+    assert best["overrides"]["forget_layers"] == [6, 7, 8, 9, 10, 11] and best["overrides"]["k_grad"] == 36
+    assert best["shape"] == [30, 576]
+
+
+def test_bench_refuses_a_study_tuned_on_another_shape(files, tmp_path):
+    storage = tmp_path / "other.db"
+    study = optuna.create_study(storage=f"sqlite:///{storage}", study_name="grad_diff-budget0.01")
+    study.set_user_attr("layers", 30)
+    study.set_user_attr("hidden", 576)
+    study.enqueue_trial({"step_norm": 0.1})
+    trial = study.ask()
+    METHODS.get("grad_diff").search_space(trial, ModelShape(30, 576))
+    study.tell(trial, 0.5)
+    raw = {**FAST, "bench": {**FAST["bench"], "methods": ["grad_diff"], "budgets": [0.01]}}
+    message = r"study grad_diff-budget0.01 was tuned on a model of 30 layers x 576 wide; this one is 4 x 32"
+    with pytest.raises(ConfigError, match=message):
+        run_bench(inputs(files), raw, tmp_path / "out", progress=False, tuned=load_tuned(storage))
+    assert not (tmp_path / "out").exists()
 
 
 def test_tune_progress_shows_each_trials_epochs_and_attack_under_the_trial_count(files, tmp_path, capsys):

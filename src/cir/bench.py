@@ -28,6 +28,7 @@ from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
 from cir.evals.scores import evaluate_facts
 from cir.methods.base import MethodConfig
+from cir.modules import ModelShape, model_shape
 from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_configs
 from cir.plots import bench_plots
@@ -115,6 +116,7 @@ def run_bench(
     jobs = bench_jobs(bench, overrides, studies)
     check_output_dir(out, force)
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
+    check_tuned_shape(studies, model_shape(loaded.model))
     check_splits(facts, bench, ATTACKS.build(bench.attack, attack))
     heldout = Selectivity.of(loaded, bench, loop)
     runs: list[BenchRun] = []
@@ -153,6 +155,22 @@ def bench_configs(
     loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
     per_method_configs([*bench.methods, *extra_methods], sections["methods"])
     return bench, loop, attack_config(bench.attack, sections), sections["methods"]
+
+
+def check_tuned_shape(studies: Mapping[str, Mapping[float, Mapping[str, Any]]], shape: ModelShape) -> None:
+    """Refuse a study tuned on a model of another shape: its layers and component counts would not fit.
+
+    Raises:
+        ConfigError: naming the study, its shape and the model's.
+    """
+    for chosen in studies.values():
+        for best in chosen.values():
+            layers, hidden = best.get("shape", (shape.layers, shape.hidden))
+            if (layers, hidden) != (shape.layers, shape.hidden):
+                raise ConfigError(
+                    f"--tuned: study {best['study']} was tuned on a model of {layers} layers x {hidden} "
+                    f"wide; this one is {shape.layers} x {shape.hidden}: tune it on this model"
+                )
 
 
 def check_splits(facts: Sequence[Fact], bench: BenchConfig, attack: Attack) -> None:

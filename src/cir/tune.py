@@ -320,7 +320,7 @@ def load_tuned(storage: str | Path) -> dict[str, dict[float, dict[str, Any]]]:
     """The best trial of every `<method>-budget<budget>` study in `storage`, for `cir bench --tuned`.
 
     Returns:
-        method -> budget -> {study, trial, value, params, overrides}, where `overrides` is the
+        method -> budget -> {study, shape, trial, value, params, overrides}, where `overrides` is the
         method's search space, for the study's recorded model shape (`UNRECORDED_SHAPE` if none),
         evaluated at the best params (`optuna.trial.FixedTrial`). Studies of unknown or untunable
         methods, and studies with no completed trial, are left out.
@@ -336,12 +336,14 @@ def load_tuned(storage: str | Path) -> dict[str, dict[float, dict[str, Any]]]:
         search_space = METHODS.get(method).search_space if method in METHODS.names() else None
         if search_space is None or budget is None or best is None:
             continue
+        shape = study_shape(summary.user_attrs)
         tuned.setdefault(method, {})[budget] = {
             "study": summary.study_name,
+            "shape": [shape.layers, shape.hidden],  # of the model it was tuned on: the bench checks it
             "trial": best.number,
             "value": best.value,
             "params": best.params,
-            "overrides": search_space(optuna.trial.FixedTrial(best.params), study_shape(summary.user_attrs)),
+            "overrides": search_space(optuna.trial.FixedTrial(best.params), shape),
         }
     return tuned
 
