@@ -21,7 +21,7 @@ from cir.budget import BudgetMetric, DisruptionBudget, EpochSnapshots, last_epoc
 from cir.config import require
 from cir.data.batches import Batch, make_batches
 from cir.data.facts import Fact, fact_sentences
-from cir.evals.metrics import general_loss, kl_to_reference, reference_logprobs
+from cir.evals.metrics import loss_and_kl, reference_logprobs
 from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
 from cir.methods.base import Method, MethodConfig
 from cir.records import Disruption, EpochRecord, FactScores, UnlearnHistory
@@ -249,8 +249,7 @@ class _Probe:
 
     def disruption(self) -> Disruption:
         """General-text loss and, when tracked, KL(original || current)."""
-        kl = None if self.reference is None else kl_to_reference(self.model, self.general, self.reference)
-        return Disruption(general_loss(self.model, self.general), kl)
+        return Disruption(*loss_and_kl(self.model, self.general, self.reference))  # one pass for both
 
     def facts_scores(self) -> FactScores:
         """Accuracy, answer probability and recall loss of the monitored facts."""

@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import tiny
 from cir.data.batches import encode, pad, pad_id
@@ -14,6 +15,7 @@ from cir.evals.metrics import (
     continuation_logprobs,
     general_loss,
     kl_to_reference,
+    loss_and_kl,
     question_prompt,
     reference_logprobs,
 )
@@ -70,6 +72,32 @@ def test_padding_side_does_not_change_text_metrics(arch):
         weight.add_(0.5 * torch.randn_like(weight))
     kl = kl_to_reference(model, right, reference)
     assert kl > 1e-3 and kl_to_reference(model, left, reference) == pytest.approx(kl, abs=1e-5)
+
+
+def test_one_pass_loss_and_kl_equal_the_definitions():
+    model = tiny.model("llama")
+    batches = text_batches("right")
+    reference = reference_logprobs(model, batches)
+    with torch.no_grad():
+        weight = model.get_output_embeddings().weight
+        weight.add_(0.5 * torch.randn_like(weight))
+    loss_sum, targets, kl_sum, tokens = 0.0, 0, 0.0, 0
+    with torch.no_grad():
+        for batch, stored in zip(batches, reference, strict=True):
+            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()
+            for row, mask in enumerate(batch.attention_mask.bool()):
+                n = int(mask.sum())  # right padding: the real tokens come first
+                loss_sum += F.cross_entropy(logits[row, : n - 1], batch.input_ids[row, 1:n], reduction="sum")
+                targets += n - 1
+                tokens += n
+            ref = stored.float().log_softmax(-1)
+            current = logits[batch.attention_mask.bool()].log_softmax(-1)
+            kl_sum += (ref.exp() * (ref - current)).sum()
+    loss, kl = loss_and_kl(model, batches, reference)
+    assert loss == pytest.approx(float(loss_sum) / targets, rel=1e-5)
+    assert kl == pytest.approx(float(kl_sum) / tokens, rel=1e-4) and kl > 1e-3
+    assert (loss, kl) == (general_loss(model, batches), kl_to_reference(model, batches, reference))
+    assert loss_and_kl(model, batches) == (loss, None)
 
 
 @pytest.mark.parametrize("arch", tiny.ARCHITECTURES)

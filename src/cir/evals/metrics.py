@@ -206,19 +206,46 @@ def general_loss(model: PreTrainedModel, batches: Sequence[Batch]) -> float:
         DataError: if the batches hold no real target token.
 
     """
-    total, count = 0.0, 0
+    return loss_and_kl(model, batches)[0]
+
+
+def loss_and_kl(
+    model: PreTrainedModel, batches: Sequence[Batch], reference: Sequence[torch.Tensor] | None = None
+) -> tuple[float, float | None]:
+    """`general_loss` and, given a reference, `kl_to_reference`, from one forward pass per batch.
+
+    The budget check of every epoch needs both on the same text: one pass instead of two.
+
+    Raises:
+        DataError: as `general_loss`, and as `kl_to_reference` for a reference that does not match.
+    """
+    if reference is not None and len(reference) != len(batches):
+        raise DataError(f"{len(reference)} reference tensors for {len(batches)} batches; rebuild it")
+    loss, targets_count, kl, tokens = 0.0, 0, 0.0, 0
     with evaluating(model):
-        for batch in batches:
+        for index, batch in enumerate(batches):
             logits = forward_logits(model, batch)  # (batch, seq, vocab)
             ids = batch.input_ids.to(logits.device)
             real = batch.attention_mask.to(logits.device).bool()
             targets = real[:, 1:] & real[:, :-1]  # (batch, seq - 1)
             predicted = logits[:, :-1][targets].float()  # (targets, vocab)
-            total += F.cross_entropy(predicted, ids[:, 1:][targets], reduction="sum").item()
-            count += int(targets.sum())
-    if count == 0:
+            loss += F.cross_entropy(predicted, ids[:, 1:][targets], reduction="sum").item()
+            targets_count += int(targets.sum())
+            if reference is not None:
+                kl += _kl_sum(reference[index], logits[real].float().log_softmax(-1), index)
+                tokens += int(real.sum())
+    if targets_count == 0:
         raise DataError("general_loss: the batches hold no real target tokens")
-    return total / count
+    return loss / targets_count, (kl / tokens if reference is not None else None)
+
+
+def _kl_sum(stored: torch.Tensor, current: torch.Tensor, index: int) -> float:
+    """Σ over one batch's real tokens of KL(reference || current); `current` is (tokens, vocab) log-probs."""
+    if stored.shape != current.shape:
+        shapes = f"{tuple(stored.shape)} != {tuple(current.shape)}"
+        raise DataError(f"batch {index}: reference shape {shapes}; rebuild the reference")
+    ref = stored.to(current.device, torch.float32).log_softmax(-1)  # (tokens, vocab)
+    return (ref.exp() * (ref - current)).sum().item()
 
 
 def real_token_logprobs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
@@ -258,18 +285,8 @@ def kl_to_reference(
             real tokens.
 
     """
-    if len(reference) != len(batches):
-        raise DataError(f"{len(reference)} reference tensors for {len(batches)} batches; rebuild it")
-    total, count = 0.0, 0
-    with evaluating(model):
-        for index, (batch, stored) in enumerate(zip(batches, reference, strict=True)):
-            current = real_token_logprobs(model, batch)  # (tokens, vocab)
-            if stored.shape != current.shape:
-                shapes = f"{tuple(stored.shape)} != {tuple(current.shape)}"
-                raise DataError(f"batch {index}: reference shape {shapes}; rebuild the reference")
-            ref = stored.to(current.device, torch.float32).log_softmax(-1)  # (tokens, vocab)
-            total += (ref.exp() * (ref - current)).sum().item()
-            count += current.shape[0]
-    if count == 0:
+    if not any(int(b.attention_mask.sum()) for b in batches):
         raise DataError("kl_to_reference: the batches hold no real tokens")
-    return total / count
+    kl = loss_and_kl(model, batches, reference)[1]
+    assert kl is not None  # a reference was given
+    return kl
