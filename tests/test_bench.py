@@ -252,15 +252,37 @@ def test_bench_progress_names_method_seed_epoch_and_attack_under_the_outer_bar(t
     for seed in (0, 1):
         for epoch in (0, 1):
             assert f"grad_diff seed {seed} epoch {epoch}:" in err
-        for budget in ("50", "100"):
-            assert f"grad_diff seed {seed} budget {budget} finetune:" in err
+        # both budgets keep epoch 2, so they share one attack, run (and named) at the first
+        assert f"grad_diff seed {seed} budget 50 finetune:" in err
+        assert f"grad_diff seed {seed} budget 100 finetune:" not in err
     # tqdm draws a bar at position 1 as "\n\r<bar>\x1b[A" (a line down, then back up) and clears it
     # on close ("\r<spaces>\x1b[A"); a bar left behind would end in a plain newline instead
     draws = err.split("\r")
     inner = [d for d in draws if d.startswith("grad_diff seed")]
     assert inner and all(d.rstrip("\n").endswith("\x1b[A") for d in inner)
-    assert sum(d.strip(" \n") == "\x1b[A" for d in draws) == 2 * (2 + 2)  # seeds x (epochs + attacks)
+    assert sum(d.strip(" \n") == "\x1b[A" for d in draws) == 2 * (2 + 1)  # seeds x (epochs + attack)
     assert draws[-1].startswith("bench: 100%") and "| 2/2 [" in draws[-1]  # the outer count stays
+
+
+def test_budgets_keeping_the_same_epoch_share_one_attack(tmp_path, capsys, monkeypatch):
+    calls = []
+    build = ATTACKS.build
+
+    def counting_build(name, config):
+        attack = build(name, config)
+        run = attack.run
+        attack.run = lambda *args, **kwargs: calls.append(1) or run(*args, **kwargs)
+        return attack
+
+    monkeypatch.setattr("cir.bench.ATTACKS.build", counting_build)
+    results = run_tiny_bench(tmp_path, capsys, progress=False)
+    assert len(calls) == 2  # one per seed, not per (seed, budget)
+    for seed in (0, 1):
+        small, large = sorted((r for r in results.runs if r.seed == seed), key=lambda r: r.budget)
+        assert small.epochs == large.epochs == 2
+        assert (
+            small.v_post_attack == large.v_post_attack and small.attack_trajectory == large.attack_trajectory
+        )
 
 
 def test_bench_without_progress_writes_nothing_to_stderr(tmp_path, capsys):

@@ -302,6 +302,9 @@ def bench_one(
 ) -> list[BenchRun]:
     """One method and seed: unlearn T + V once up to the largest budget, then attack each budget's model.
 
+    Budgets that keep the same epoch share one attack: their models are the same weights, and the
+    attack is seeded, so a second run would repeat the first exactly.
+
     With `progress`, the epochs and each attack show a bar (nested under a caller's), named by the
     method and seed ("cir seed 1 epoch 3", "cir seed 1 budget 0.01 finetune"). With `heldout`, each
     budget's model is also scored on the other domains' facts before the attack (selectivity).
@@ -313,11 +316,16 @@ def bench_one(
     config = replace(loop, method=name, seed=seed)
     result = unlearn_once(loaded, train, val, config, method_config, bench, progress, f"{name} seed {seed}")
     runs = []
+    attacked: dict[int, tuple[AttackResult, FactScores | None]] = {}  # by kept epoch
     for budget in bench.budgets:
-        epoch = budget_model(result, budget, original)
-        unlearned = heldout.score(loaded) if heldout is not None else None
-        attacker = ATTACKS.build(bench.attack, attack_cfg)
-        attack = attacker.run(model, tokenizer, train, val, progress, f"{name} seed {seed} budget {budget:g}")
+        epoch = last_epoch_within(result.history, replace(result.budget, budget=budget))
+        if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attack
+            budget_model(result, budget, original)
+            unlearned = heldout.score(loaded) if heldout is not None else None
+            attacker = ATTACKS.build(bench.attack, attack_cfg)
+            label = f"{name} seed {seed} budget {budget:g}"
+            attacked[epoch] = (attacker.run(model, tokenizer, train, val, progress, label), unlearned)
+        attack, unlearned = attacked[epoch]
         run = bench_run(name, seed, budget, before, result, epoch, attack)
         if heldout is not None:
             run = replace(run, heldout_before=heldout.before, heldout_unlearned=unlearned)
