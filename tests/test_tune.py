@@ -114,7 +114,10 @@ def test_tune_all_gives_the_ablation_a_study_of_its_own(files):
 
 def test_start_points_are_tried_first_once_and_the_rest_sampled(files):
     points = [{"step_norm": 0.05}, {"step_norm": 0.2}]
-    config = settings(files.root / "start.db", trials=3, budget=1.0, start_points={"grad_diff": points})
+    others = {"rmu": [{"step_norm": 0.1}]}  # another method's, left for the run that tunes it
+    config = settings(
+        files.root / "start.db", trials=3, budget=1.0, start_points={"grad_diff": points, **others}
+    )
     first = tune(inputs(files), config, "grad_diff", progress=False)
     steps = [t.params["step_norm"] for t in first.trials]
     assert steps[:2] == [0.05, 0.2]
@@ -144,7 +147,7 @@ def test_a_failed_start_point_is_queued_again_and_a_finished_one_is_not():
 @pytest.mark.parametrize(
     ("points", "message"),
     [
-        ({"rmu": [{"step_norm": 0.1}]}, r"tune\.start_points\.rmu: not a method tuned here"),
+        ({"rmo": [{"step_norm": 0.1}]}, r"tune\.start_points\.rmo: not a method with a search space"),
         ({"grad_diff": [{"lr": 0.1}]}, r"start_points\.grad_diff\[0\]\.lr: not a param of grad_diff's space"),
         ({"grad_diff": [{"step_norm": 5.0}]}, r"start_points\.grad_diff\[0\]\.step_norm: 5\.0 is outside"),
         ({"grad_diff": [0.1]}, r"start_points\.grad_diff\[0\]: expected a mapping"),

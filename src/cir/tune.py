@@ -227,15 +227,20 @@ def enqueue_untried(study: optuna.Study, points: list[dict[str, Any]]) -> None:
 
 
 def check_start_points(config: TuneConfig, methods: list[str], shape: ModelShape) -> None:
-    """Check `tune.start_points` against the methods tuned and their search spaces at `shape`.
+    """Check `tune.start_points` of the methods tuned against their search spaces at `shape`.
+
+    One experiment file may hold start points for every method; those of methods not tuned in this
+    run are left for the run that tunes them, but must name a method that has a search space.
 
     Raises:
-        ConfigError: naming a method not tuned here, a parameter the method's space does not have, or
-            a value outside it (e.g. a layer window the shape's rule does not offer).
+        ConfigError: naming a method without a search space, a parameter the method's space does not
+            have, or a value outside it (e.g. a layer window the shape's rule does not offer).
     """
     for method, points in config.start_points.items():
+        if method not in METHODS.names() or METHODS.get(method).search_space is None:
+            raise ConfigError(f"config: tune.start_points.{method}: not a method with a search space")
         if method not in methods:
-            raise ConfigError(f"config: tune.start_points.{method}: not a method tuned here ({methods})")
+            continue
         search_space = METHODS.get(method).search_space
         assert search_space is not None  # prepare checked
         verbosity = optuna.logging.get_verbosity()
