@@ -80,3 +80,25 @@ def test_attack_on_original_starts_each_seed_from_the_original_model(tmp_path):
     rises = [r["v_post_attack"]["acc_t1"] - r["v_before"]["acc_t1"] for r in report["seeds"]]
     assert report["rise"]["acc_t1"]["mean"] == pytest.approx(sum(rises) / 2)
     assert (tmp_path / "out" / "attack_on_original.json").is_file()
+
+
+def test_tuning_record_lists_every_trial_with_its_numbers(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'record.db'}"
+    study = optuna.create_study(storage=storage, study_name="cir-budget0.01")
+    study.set_user_attr("metric", "acc_t1")
+    trial = study.ask({"step_norm": optuna.distributions.FloatDistribution(0.005, 0.5, log=True)})
+    trial.set_user_attr("epochs", 3)
+    trial.set_user_attr("general_loss_before", 2.0)
+    trial.set_user_attr("general_loss_after", 2.01)
+    trial.set_user_attr("v_before", {"acc_t1": 0.9})
+    trial.set_user_attr("v_unlearned", {"acc_t1": 0.5})
+    study.tell(trial, 0.7)
+    study.enqueue_trial({"step_norm": 0.1})
+    found = load("tuning_record").main([str(tmp_path / "record.db")])
+    done, queued = found
+    assert done["study"] == "cir-budget0.01" and done["state"] == "complete"
+    assert done["post-attack acc_t1"] == "0.700" and done["epochs"] == "3" and done["loss Δ%"] == "+0.50"
+    assert done["V acc_t1 before -> unlearned"] == "0.900 -> 0.500"
+    assert queued["state"] == "waiting" and queued["params"] == "(queued)"
