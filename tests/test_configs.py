@@ -6,8 +6,9 @@ import pytest
 
 from cir.bench import BENCH_SECTIONS, bench_configs
 from cir.config import load_yaml, split_sections
+from cir.modules import ModelShape
 from cir.pipeline import PRESETS, RUN_SECTIONS, attack_config, unlearn_configs
-from cir.registry import METHODS
+from cir.tune import check_start_points, tune_config
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = sorted([*PRESETS.glob("*.yaml"), *(ROOT / "benchmarks" / "configs").glob("*.yaml")])
@@ -48,7 +49,7 @@ def test_shipped_config_builds(path):
             assert (attack.optimizer, attack.lr, attack.epochs, attack.batch_size) == ("sgd", 1e-5, 100, 32)
             assert (attack.sentences_per_fact, attack.trained) == (3, "mlp")
             assert attack.sentences_per_fact == loop.sentences_per_fact  # T's unlearned sentences
-    assert set(raw) <= set(BENCH_SECTIONS) | set(RUN_SECTIONS)
+    assert set(raw) <= {*BENCH_SECTIONS, *RUN_SECTIONS, "tune"}
 
 
 def test_smollm2_configs_tune_the_headline_methods_and_bench_every_one():
@@ -56,7 +57,13 @@ def test_smollm2_configs_tune_the_headline_methods_and_bench_every_one():
     tune_bench, _, _, _ = bench_configs(load_yaml(configs / "smollm2_tune.yaml"))
     bench, loop, _, _ = bench_configs(load_yaml(configs / "smollm2_bench.yaml"))
     headline = ["cir", "mlp_breaking", "circuit_breakers", "rmu"]
-    # `cir tune --method all` tunes bench.methods, each in a study of its own (mlp_breaking too)
-    assert tune_bench.methods == [*headline, "grad_diff"]
-    assert sorted(bench.methods) == METHODS.names() and bench.methods[:4] == headline
-    assert (bench.budgets, bench.seeds, loop.max_epochs) == ([0.001, 0.01], 3, 10)
+    # sized for 2 CPU cores: `cir tune --method all` tunes the headline four, each in a study of its
+    # own (mlp_breaking too), and the bench runs the same four, each from its study
+    assert sorted(tune_bench.methods) == sorted(bench.methods) == sorted(headline)
+    assert (bench.budgets, bench.seeds, loop.max_epochs) == ([0.001, 0.01], 3, 8)
+    tune = tune_config(load_yaml(configs / "smollm2_tune.yaml"))
+    assert tune.seed not in range(bench.seeds) and tune.budget == 0.01
+    assert sorted(tune.start_points) == sorted(headline)
+    for method, points in tune.start_points.items():
+        check_start_points(tune, [method], ModelShape(30, 576))  # every point inside its space
+        assert len(points) >= 3

@@ -264,7 +264,7 @@ def test_bench_refuses_a_study_tuned_on_another_shape(files, tmp_path):
     METHODS.get("grad_diff").search_space(trial, ModelShape(30, 576))
     study.tell(trial, 0.5)
     raw = {**FAST, "bench": {**FAST["bench"], "methods": ["grad_diff"], "budgets": [0.01]}}
-    message = r"study grad_diff-budget0.01 was tuned on a model of 30 layers x 576 wide; this one is 4 x 32"
+    message = r"study grad_diff-budget0.01 was tuned on a model of 30 layers; this one has 4"
     with pytest.raises(ConfigError, match=message):
         run_bench(inputs(files), raw, tmp_path / "out", progress=False, tuned=load_tuned(storage))
     assert not (tmp_path / "out").exists()
