@@ -23,7 +23,6 @@ from cir.bench import bench_configs, load_bench
 from cir.data.facts import split_facts
 from cir.outputs import write_json_atomic
 from cir.pipeline import Inputs, raw_config
-from cir.records import FactScores
 from cir.registry import ATTACKS
 from cir.report import V_METRICS, table
 
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.model, args.facts or [], retain=args.retain, general=args.general, device=args.device
     )
     loaded, facts, original = load_bench(inputs, bench, loop)
-    rows, per_seed = [], []
+    rows, per_seed, befores = [], [], []
     start = time.perf_counter()
     for seed in range(seeds):
         train, val = split_facts(facts, bench.val_fraction, seed)
@@ -58,19 +57,11 @@ def main(argv: list[str] | None = None) -> dict:
         attack = ATTACKS.build(bench.attack, attack_cfg)
         result = attack.run(loaded.model, loaded.tokenizer, train, val, label=f"original seed {seed}")
         before, after = result.before, result.post_attack
+        befores.append(before)
         per_seed.append({"seed": seed, "v_before": before.to_json(), "v_post_attack": after.to_json()})
         rows.append({"seed": seed} | {f"{m} rise": after.metric(m) - before.metric(m) for m in V_METRICS})
-    rises = {m: [r[f"{m} rise"] for r in rows] for m in V_METRICS}
-    summary = {
-        m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0}
-        for m, v in rises.items()
-    }
-    before_spread = {
-        m: statistics.stdev([FactScores.from_json(s["v_before"]).metric(m) for s in per_seed])
-        if seeds > 1
-        else 0.0
-        for m in V_METRICS
-    }
+    summary = {m: mean_std([r[f"{m} rise"] for r in rows]) for m in V_METRICS}
+    before_spread = {m: mean_std([b.metric(m) for b in befores])["std"] for m in V_METRICS}
     report = {
         "definition": "V post-attack (the attacker's best) minus V before, on the never-unlearned model",
         "facts": len(facts),
@@ -90,6 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(f"{report['seconds']:.0f} s")
     return report
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """{"mean", "std"} of `values` (std 0 for a single value)."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 if __name__ == "__main__":

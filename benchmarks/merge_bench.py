@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cir.outputs import atomic_output_dir, write_json_atomic
-from cir.plots import bench_plots
+from cir.bench import write_bench_results
 from cir.records import BenchResults
-from cir.report import bench_markdown, load_bench_results, merge_bench_results
+from cir.report import load_bench_results, merge_bench_results
 
 
 def main(argv: list[str] | None = None) -> BenchResults:
@@ -26,10 +25,7 @@ def main(argv: list[str] | None = None) -> BenchResults:
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     merged = merge_bench_results([(str(p), load_bench_results(p / "results.json")) for p in args.parts])
-    with atomic_output_dir(args.out, args.force) as staging:
-        write_json_atomic(staging / "results.json", merged.to_json())
-        (staging / "results.md").write_text(bench_markdown(merged), encoding="utf-8")
-        bench_plots(merged, staging)
+    write_bench_results(merged, args.out, args.force)
     print((args.out / "results.md").read_text())
     return merged
 

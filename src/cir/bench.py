@@ -134,11 +134,20 @@ def run_bench(
     }
     table = aggregate(runs, bench.methods, bench.budgets, bench.metric)
     results = BenchResults(config, len(facts), definitions(runs), runs, table)
+    write_bench_results(results, out, force)
+    return results
+
+
+def write_bench_results(results: BenchResults, out: Path, force: bool = False) -> None:
+    """Write results.json, results.md and the plots into `out`, atomically.
+
+    Raises:
+        OutputExistsError: if `out` exists and not `force`.
+    """
     with atomic_output_dir(out, force) as staging:
         write_json_atomic(staging / "results.json", results.to_json())
         (staging / "results.md").write_text(bench_markdown(results), encoding="utf-8")
         bench_plots(results, staging)
-    return results
 
 
 def bench_configs(
@@ -322,7 +331,7 @@ def bench_one(
     runs = []
     attacked: dict[int, tuple[AttackResult, FactScores | None]] = {}  # by kept epoch
     for budget in bench.budgets:
-        epoch = last_epoch_within(result.history, replace(result.budget, budget=budget))
+        epoch = kept_epoch(result, budget)
         if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attack
             budget_model(result, budget, original)
             unlearned = heldout.score(loaded) if heldout is not None else None
@@ -368,6 +377,11 @@ def unlearn_once(
     )
 
 
+def kept_epoch(result: UnlearnResult, budget: float) -> int:
+    """The epoch a run stopped at `budget` keeps: `last_epoch_within` of the run's history."""
+    return last_epoch_within(result.history, replace(result.budget, budget=budget))
+
+
 def budget_model(result: UnlearnResult, budget: float, original: dict[str, torch.Tensor]) -> int:
     """Put `result.model` in the state a run stopped at `budget` ends in; returns that (kept) epoch.
 
@@ -375,7 +389,7 @@ def budget_model(result: UnlearnResult, budget: float, original: dict[str, torch
     from `result.snapshots` (an `unlearn(..., keep_every_epoch=True)` run to at least this budget).
     """
     assert result.snapshots is not None  # bench_one asked for every epoch
-    epoch = last_epoch_within(result.history, replace(result.budget, budget=budget))
+    epoch = kept_epoch(result, budget)
     model: PreTrainedModel = result.model
     model.load_state_dict(original)
     result.snapshots.restore(epoch)

@@ -18,7 +18,7 @@ from cir.config import from_dict, load_yaml, merge, parse_overrides, split_secti
 from cir.data.facts import Fact, fact_sentences, load_facts, load_texts
 from cir.demo import DemoPaths, build_demo
 from cir.errors import ConfigError
-from cir.fact_sets import FactSetPaths, fact_sets_for
+from cir.fact_sets import FactSetPaths, fact_sets_for, heldout_facts
 from cir.methods.base import MethodConfig
 from cir.model_io import load_model
 from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
@@ -142,7 +142,7 @@ def load_heldout(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> list[
     """
     if inputs.heldout is not None:
         return load_facts(inputs.heldout)
-    return load_facts(demo.heldout) if isinstance(demo, FactSetPaths) else []
+    return heldout_facts(demo) if isinstance(demo, FactSetPaths) else []
 
 
 def load_data(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> UnlearnData:

@@ -87,7 +87,7 @@ def bench_markdown(results: BenchResults) -> str:
                 "drop": _pm(r, "drop"),
                 "ratio vs best baseline": _pm(r, "ratio", 2) if r["method"] == "cir" else "",
                 "general loss Δ%": _pm(r, "general_loss_change", 2),
-                "held-out Δ": _pm(r, "heldout_change") if r.get("heldout_change") is not None else "n/a",
+                "held-out Δ": _pm(r, "heldout_change"),  # n/a without held-out facts
                 "epochs": _pm(r, "epochs", 1),
                 "s/fact": _pm(r, "seconds_per_fact", 3),
             }
@@ -241,13 +241,12 @@ def heldout_change(run: BenchRun, metric: str) -> float | None:
 def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
     """Mean and std over seeds of the row's numbers."""
 
-    def stats(key: str, values: list[float | None]) -> dict[str, float | None]:
-        if any(v is None for v in values):  # e.g. a bench without held-out facts
+    def stats(key: str, values: list[Any]) -> dict[str, float | None]:
+        if None in values:  # e.g. a bench without held-out facts
             return {key: None, f"{key}_std": None}
-        known = [v for v in values if v is not None]
         return {
-            key: statistics.fmean(known),
-            f"{key}_std": statistics.stdev(known) if len(known) > 1 else 0.0,
+            key: statistics.fmean(values),
+            f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
         }
 
     columns = {
@@ -318,19 +317,20 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
         DataError: naming the part whose facts or bench, unlearn or attack settings (other than the
             methods) differ from the first's, or that repeats a method of an earlier part.
     """
+
+    def settings(results: BenchResults) -> dict[str, Any]:
+        """The sections every part must share: bench (but its methods), unlearn and attack."""
+        bench = {k: v for k, v in results.config["bench"].items() if k != "methods"}
+        return {"bench": bench, "unlearn": results.config["unlearn"], "attack": results.config["attack"]}
+
     first_name, first = parts[0]
-    shared = ("unlearn", "attack")
+    expected = settings(first)
     methods: list[str] = []
     runs: list[BenchRun] = []
-    config = {key: value for key, value in first.config.items() if key in shared}
-    config["bench"] = dict(first.config["bench"])
-    config["methods"], config["tuned"] = {}, {}
+    config = {**expected, "bench": dict(expected["bench"]), "methods": {}, "tuned": {}}
     for name, part in parts:
-        bench = {k: v for k, v in part.config["bench"].items() if k != "methods"}
-        expected = {k: v for k, v in first.config["bench"].items() if k != "methods"}
-        for key in ("bench", *shared):
-            mine, theirs = (bench, expected) if key == "bench" else (part.config[key], first.config[key])
-            if mine != theirs:
+        for key, value in settings(part).items():
+            if value != expected[key]:
                 raise DataError(f"{name}: its {key} settings differ from {first_name}'s; only methods may")
         if part.facts != first.facts:
             raise DataError(f"{name}: {part.facts} facts, {first_name} has {first.facts}")

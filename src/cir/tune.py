@@ -237,12 +237,11 @@ def check_start_points(config: TuneConfig, methods: list[str], shape: ModelShape
             have, or a value outside it (e.g. a layer window the shape's rule does not offer).
     """
     for method, points in config.start_points.items():
-        if method not in METHODS.names() or METHODS.get(method).search_space is None:
+        search_space = METHODS.get(method).search_space if method in METHODS.names() else None
+        if search_space is None:
             raise ConfigError(f"config: tune.start_points.{method}: not a method with a search space")
         if method not in methods:
             continue
-        search_space = METHODS.get(method).search_space
-        assert search_space is not None  # prepare checked
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         probe = optuna.create_study().ask()  # an in-memory trial, to read the space's distributions
