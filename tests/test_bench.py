@@ -325,6 +325,23 @@ def test_merged_parts_give_the_table_and_markdown_of_one_bench(bench_out, tmp_pa
         module.main([*folders, "--out", str(tmp_path / "merged")])
 
 
+def test_merge_takes_parts_with_fewer_seeds_and_shows_each_rows_count(bench_out):
+    (cir, cir_part), (gd, gd_part) = split_by_method(load_bench_results(bench_out / "results.json"))
+    one_seed = json.loads(json.dumps(gd_part.config))
+    one_seed["bench"]["seeds"] = 1
+    gd_seed0 = replace(gd_part, config=one_seed, runs=[r for r in gd_part.runs if r.seed == 0])
+    merged = merge_bench_results([(cir, cir_part), (gd, gd_seed0)])
+    assert merged.config["bench"]["seeds"] == 2
+    rows = {(r["budget"], r["method"]): r for r in merged.table}
+    assert {(m, rows[(0.01, m)]["seeds"]) for m in ("cir", "grad_diff")} == {("cir", 2), ("grad_diff", 1)}
+    gd_row = rows[(0.01, "grad_diff")]
+    (run,) = [r for r in gd_seed0.runs if r.budget == 0.01]
+    metric = merged.config["bench"]["metric"]
+    assert gd_row["drop"] == pytest.approx(run.v_before.metric(metric) - run.v_post_attack.metric(metric))
+    assert gd_row["drop_std"] == 0.0
+    assert "| method | seeds |" in bench_markdown(merged)
+
+
 def test_merge_refuses_parts_of_different_benches(bench_out):
     (cir, cir_part), (gd, gd_part) = split_by_method(load_bench_results(bench_out / "results.json"))
     other = json.loads(json.dumps(gd_part.config))

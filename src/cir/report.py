@@ -78,9 +78,11 @@ def bench_markdown(results: BenchResults) -> str:
     for budget in bench["budgets"]:
         rows = [r for r in results.table if r["budget"] == budget]
         lines += ["", f"## Budget {100 * budget:g}% general-loss rise", ""]
+        uneven = len({r["seeds"] for r in rows}) > 1  # a merged bench whose parts ran different seeds
         cells = [
             {
                 "method": r["method"],
+                **({"seeds": str(r["seeds"])} if uneven else {}),
                 "before": _pm(r, "before"),
                 "unlearned": _pm(r, "unlearned"),
                 "post-attack": _pm(r, "post_attack"),
@@ -310,17 +312,21 @@ def retable(folder: Path) -> BenchResults:
 def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResults:
     """One bench from several that ran the same bench on different methods (e.g. on several machines).
 
+    Parts may run different numbers of seeds (e.g. the headline methods x 3, the rest x 1 where time
+    is short): seed s is the same T/V split in every part, each row keeps its own seed count, and
+    the merged bench's `seeds` is the largest.
+
     Args:
         parts: (name for errors, e.g. the folder; its results), in the order their methods are listed.
 
     Raises:
         DataError: naming the part whose facts or bench, unlearn or attack settings (other than the
-            methods) differ from the first's, or that repeats a method of an earlier part.
+            methods and seeds) differ from the first's, or that repeats a method of an earlier part.
     """
 
     def settings(results: BenchResults) -> dict[str, Any]:
-        """The sections every part must share: bench (but its methods), unlearn and attack."""
-        bench = {k: v for k, v in results.config["bench"].items() if k != "methods"}
+        """The sections every part must share: bench (but its methods and seeds), unlearn and attack."""
+        bench = {k: v for k, v in results.config["bench"].items() if k not in ("methods", "seeds")}
         return {"bench": bench, "unlearn": results.config["unlearn"], "attack": results.config["attack"]}
 
     first_name, first = parts[0]
@@ -342,6 +348,7 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
         config["methods"] |= part.config.get("methods", {})
         config["tuned"] |= part.config.get("tuned", {})
     config["bench"]["methods"] = methods
+    config["bench"]["seeds"] = max(part.config["bench"]["seeds"] for _, part in parts)
     bench = config["bench"]
     table = aggregate(runs, methods, bench["budgets"], bench["metric"])
     return BenchResults(config, first.facts, definitions(runs), runs, table)
