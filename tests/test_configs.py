@@ -22,6 +22,7 @@ def test_the_expected_files_are_found():
         "paper_llama8b.yaml",
         "smollm2_135m.yaml",
         "smollm2_bench.yaml",
+        "smollm2_bench_rest.yaml",
         "smollm2_first.yaml",
         "smollm2_tune.yaml",
         "wmdp_bench.yaml",
@@ -67,3 +68,14 @@ def test_smollm2_configs_tune_the_headline_methods_and_bench_every_one():
     for method, points in tune.start_points.items():
         check_start_points(tune, [method], ModelShape(30, 576))  # every point inside its space
         assert len(points) >= 3
+
+
+def test_smollm2_rest_bench_merges_with_the_headline_bench():
+    """The other four methods x 1 seed: everything but methods and seeds as smollm2_bench.yaml's."""
+    configs = ROOT / "benchmarks" / "configs"
+    bench, loop, attack, _ = bench_configs(load_yaml(configs / "smollm2_bench.yaml"))
+    rest, rest_loop, rest_attack, overrides = bench_configs(load_yaml(configs / "smollm2_bench_rest.yaml"))
+    assert sorted(rest.methods) == ["grad_diff", "npo", "repselect", "simnpo"] and rest.seeds == 1
+    assert set(rest.methods).isdisjoint(bench.methods) and set(overrides) == set(rest.methods)
+    assert (rest_loop, rest_attack) == (loop, attack)
+    assert {**vars(rest), "methods": None, "seeds": None} == {**vars(bench), "methods": None, "seeds": None}
