@@ -22,6 +22,7 @@ def test_the_expected_files_are_found():
         "paper_llama8b.yaml",
         "smollm2_135m.yaml",
         "smollm2_bench.yaml",
+        "smollm2_bench_repselect_kl.yaml",
         "smollm2_bench_rest.yaml",
         "smollm2_first.yaml",
         "smollm2_tune.yaml",
@@ -79,3 +80,6 @@ def test_smollm2_rest_bench_merges_with_the_headline_bench():
     assert set(rest.methods).isdisjoint(bench.methods) and set(overrides) == set(rest.methods)
     assert (rest_loop, rest_attack) == (loop, attack)
     assert {**vars(rest), "methods": None, "seeds": None} == {**vars(bench), "methods": None, "seeds": None}
+    kl, kl_loop, kl_attack, kl_overrides = bench_configs(load_yaml(configs / "smollm2_bench_repselect_kl.yaml"))
+    assert kl.methods == ["repselect"] and kl_loop.budget_metric == "kl" and kl_attack == attack
+    assert kl_overrides["repselect"] == overrides["repselect"]  # the same step as the rest bench's
