@@ -22,6 +22,8 @@ def test_the_expected_files_are_found():
         "paper_llama8b.yaml",
         "smollm2_135m.yaml",
         "smollm2_bench.yaml",
+        "smollm2_bench_few_shot.yaml",
+        "smollm2_bench_lora.yaml",
         "smollm2_bench_repselect_kl.yaml",
         "smollm2_bench_rest.yaml",
         "smollm2_first.yaml",
@@ -36,8 +38,8 @@ def test_shipped_config_builds(path):
     if "bench" in raw:
         bench, loop, attack, overrides = bench_configs(raw)
         assert set(overrides) <= set(bench.methods) and bench.seeds >= 1 and loop.max_epochs >= 1
-        assert attack.epochs >= 1
-        if path.stem.startswith("smollm2"):  # method.md section 9's attack, sized for a pretrained model
+        assert attack.epochs >= 1 if bench.attack != "few_shot" else attack.shots >= 1
+        if path.stem.startswith("smollm2") and bench.attack == "finetune":  # method.md section 9's, sized for it
             assert (attack.optimizer, attack.lr, attack.epochs, attack.trained) == ("adamw", 3e-5, 6, "mlp")
     else:
         sections = split_sections(raw, RUN_SECTIONS, str(path))
@@ -83,3 +85,13 @@ def test_smollm2_rest_bench_merges_with_the_headline_bench():
     kl, kl_loop, kl_attack, kl_overrides = bench_configs(load_yaml(configs / "smollm2_bench_repselect_kl.yaml"))
     assert kl.methods == ["repselect"] and kl_loop.budget_metric == "kl" and kl_attack == attack
     assert kl_overrides["repselect"] == overrides["repselect"]  # the same step as the rest bench's
+
+
+def test_smollm2_lora_and_few_shot_benches_unlearn_as_the_headline_bench():
+    """Only the attack differs: the same methods (tuned), loop and split as smollm2_bench.yaml's seed 0."""
+    configs = ROOT / "benchmarks" / "configs"
+    bench, loop, _, _ = bench_configs(load_yaml(configs / "smollm2_bench.yaml"))
+    for name, attack in [("lora", "lora"), ("few_shot", "few_shot")]:
+        other, other_loop, _, overrides = bench_configs(load_yaml(configs / f"smollm2_bench_{name}.yaml"))
+        assert (other.attack, other.budgets, other.seeds, other_loop) == (attack, [0.01], 1, loop)
+        assert sorted(other.methods) == sorted(bench.methods) and overrides == {}
