@@ -248,7 +248,7 @@ def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
             return {key: None, f"{key}_std": None}
         return {
             key: statistics.fmean(values),
-            f"{key}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            f"{key}_std": statistics.stdev(values) if len(values) > 1 else None,  # one seed: no spread
         }
 
     columns = {
