@@ -71,6 +71,7 @@ def test_smollm2_configs_tune_the_headline_methods_and_bench_every_one():
     for method, points in tune.start_points.items():
         check_start_points(tune, [method], ModelShape(30, 576))  # every point inside its space
         assert len(points) >= 3
+        assert len({tuple(sorted(p.items())) for p in points}) == len(points)  # no point listed twice
 
 
 def test_smollm2_rest_bench_merges_with_the_headline_bench():
@@ -91,7 +92,7 @@ def test_smollm2_lora_and_few_shot_benches_unlearn_as_the_headline_bench():
     """Only the attack differs: the same methods (tuned), loop and split as smollm2_bench.yaml's seed 0."""
     configs = ROOT / "benchmarks" / "configs"
     bench, loop, _, _ = bench_configs(load_yaml(configs / "smollm2_bench.yaml"))
-    for name, attack in [("lora", "lora"), ("few_shot", "few_shot")]:
-        other, other_loop, _, overrides = bench_configs(load_yaml(configs / f"smollm2_bench_{name}.yaml"))
+    for attack in ("lora", "few_shot"):
+        other, other_loop, _, overrides = bench_configs(load_yaml(configs / f"smollm2_bench_{attack}.yaml"))
         assert (other.attack, other.budgets, other.seeds, other_loop) == (attack, [0.01], 1, loop)
         assert sorted(other.methods) == sorted(bench.methods) and overrides == {}
