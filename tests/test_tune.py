@@ -13,6 +13,7 @@ from cir.config import from_dict
 from cir.errors import ConfigError
 from cir.modules import ModelShape
 from cir.registry import METHODS
+from cir.space import STEP_NORMS
 from cir.tune import (
     UNRECORDED_SHAPE,
     TuneConfig,
@@ -149,7 +150,7 @@ def test_a_failed_start_point_is_queued_again_and_a_finished_one_is_not():
     [
         ({"rmo": [{"step_norm": 0.1}]}, r"tune\.start_points\.rmo: not a method with a search space"),
         ({"grad_diff": [{"lr": 0.1}]}, r"start_points\.grad_diff\[0\]\.lr: not a param of grad_diff's space"),
-        ({"grad_diff": [{"step_norm": 5.0}]}, r"start_points\.grad_diff\[0\]\.step_norm: 5\.0 is outside"),
+        ({"grad_diff": [{"step_norm": 50.0}]}, r"start_points\.grad_diff\[0\]\.step_norm: 50\.0 is outside"),
         ({"grad_diff": [0.1]}, r"start_points\.grad_diff\[0\]: expected a mapping"),
     ],
 )
@@ -218,6 +219,19 @@ def test_search_space_builds_a_valid_config_inside_the_model(name, shape):
             assert overrides.get(key, 0) <= max(1, shape.hidden // 2)
         rebuilt = entry.search_space(optuna.trial.FixedTrial(trial.params), shape)
         assert rebuilt == overrides  # best_params rebuild
+
+
+def test_every_method_tunes_its_step_norm_over_one_range():
+    # Equal terms: a method tuned on a narrower η range could lose for the range, not the method.
+    ranges = {}
+    for name in METHODS.names():
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        METHODS.get(name).search_space(trial, SHAPES[0])
+        if "step_norm" in trial.distributions:
+            ranges[name] = trial.distributions["step_norm"]
+    assert {"cir", "mlp_breaking", "circuit_breakers", "rmu"} <= set(ranges)
+    assert set(ranges.values()) == {optuna.distributions.FloatDistribution(*STEP_NORMS, log=True)}
+    assert STEP_NORMS[1] > 0.5  # above the old top, where SmolLM2's CIR study put its best trial
 
 
 def test_committed_demo_study_replays_to_the_layers_it_searched():

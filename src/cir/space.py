@@ -8,7 +8,11 @@ suits the 4-layer demo model, SmolLM2-135M (30 layers) and Llama-3.1-8B (32 laye
   is the long window at 20%; for the demo model the windows are [0, 1], [0, 1, 2], [1, 2],
   [1, 2, 3] and [2, 3] (a superset of the fixed windows the committed demo study searched);
 - a single steered layer (RMU) is the last layer of a window: 1-3 of 4, 5-20 of 30;
-- a component count runs from 1 to min(most, width / 2), log-scaled.
+- a component count runs from 1 to min(most, width / 2), log-scaled;
+- a step norm (every method's η) runs from 0.005 to 5, log-scaled, the same range for every method
+  so no method is tuned on a narrower one. The top was 0.5 until SmolLM2's CIR study put its best
+  trial there with all 8 epochs run and the prose loss unchanged: the collapse removes most of
+  each update's effect on general text, so CIR needs a larger η than methods without it.
 
 Optuna stores only scalar categorical choices, so a list of layers is offered as text ("1,2"; None
 as "default") and turned back into a list here; `study.best_params` shows the text.
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 WINDOW_STARTS = (10, 20, 35, 50)  # percent of depth where a window starts (floored)
 SHORT_WINDOW = (10, 2)  # (percent of depth, fewest layers) of a short window, rounded half up
 LONG_WINDOW = (20, 3)  # the same for a long window (the paper's 6 of 32 layers)
+STEP_NORMS = (0.005, 5.0)  # every method's η range, log-scaled (see above)
 
 
 def percent_of(count: int, percent: int, round_half_up: bool = False) -> int:
@@ -73,3 +78,8 @@ def suggest_layers(trial: Trial, name: str, choices: Sequence[Sequence[int] | No
 def suggest_components(trial: Trial, name: str, shape: ModelShape, most: int = 64) -> int:
     """Suggest a component count for field `name` in 1 .. min(most, width / 2), log-scaled."""
     return trial.suggest_int(name, 1, max(1, min(most, shape.hidden // 2)), log=True)
+
+
+def suggest_step_norm(trial: Trial) -> float:
+    """Suggest a method's `step_norm` (η) in `STEP_NORMS`, log-scaled: one range for every method."""
+    return trial.suggest_float("step_norm", *STEP_NORMS, log=True)

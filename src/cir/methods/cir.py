@@ -40,7 +40,7 @@ from cir.modules import (
 from cir.optim import normalised_step
 from cir.registry import METHODS
 from cir.retain import ResidualAnchor
-from cir.space import layer_windows, long_window, suggest_components, suggest_layers
+from cir.space import layer_windows, long_window, suggest_components, suggest_layers, suggest_step_norm
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -160,7 +160,7 @@ def search_space(trial: Trial, shape: ModelShape, components: bool = True) -> di
     """
     overrides = {
         "forget_layers": suggest_layers(trial, "forget_layers", layer_windows(shape)),
-        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
+        "step_norm": suggest_step_norm(trial),
         "retain_lr": trial.suggest_float("retain_lr", 1e-4, 1.0, log=True),
     }
     if components:

@@ -34,7 +34,7 @@ from cir.modules import ModelShape, check_layers, select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS
 from cir.retain import ResidualAnchor
-from cir.space import layer_windows, suggest_layers
+from cir.space import layer_windows, suggest_layers, suggest_step_norm
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -71,7 +71,7 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
     """`cir tune`'s space: a window of rerouted layers (`cir.space`), log-scaled step_norm and retain_lr."""
     return {
         "forget_layers": suggest_layers(trial, "forget_layers", layer_windows(shape)),
-        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
+        "step_norm": suggest_step_norm(trial),
         "retain_lr": trial.suggest_float("retain_lr", 1e-4, 1.0, log=True),
     }
 

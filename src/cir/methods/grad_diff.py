@@ -24,7 +24,7 @@ from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import ModelShape, select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS
-from cir.space import layer_windows, suggest_layers
+from cir.space import layer_windows, suggest_layers, suggest_step_norm
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -55,7 +55,7 @@ class Config(MethodConfig):
 def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
     """`cir tune`'s space: log-scaled step_norm and retain_weight; all layers or a window (`cir.space`)."""
     return {
-        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
+        "step_norm": suggest_step_norm(trial),
         "retain_weight": trial.suggest_float("retain_weight", 0.1, 10.0, log=True),
         "trained_layers": suggest_layers(trial, "trained_layers", [None, *layer_windows(shape)]),
     }

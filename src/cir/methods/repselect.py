@@ -37,7 +37,7 @@ from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import ModelShape, freeze_all_but, select_trained, weight_update
 from cir.optim import normalised_step
 from cir.registry import METHODS
-from cir.space import layer_windows, suggest_components, suggest_layers
+from cir.space import layer_windows, suggest_components, suggest_layers, suggest_step_norm
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -119,7 +119,7 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
     return {
         "k": suggest_components(trial, "k", shape, most=32),
         "collapse": trial.suggest_categorical("collapse", ["hard", "soft"]),
-        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
+        "step_norm": suggest_step_norm(trial),
         "trained_layers": suggest_layers(trial, "trained_layers", [None, *layer_windows(shape)]),
     }
 

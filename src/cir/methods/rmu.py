@@ -31,7 +31,7 @@ from cir.methods.base import MethodConfig, MLPMethod
 from cir.modules import ModelShape, check_layers, select_trained
 from cir.optim import weighted_step
 from cir.registry import METHODS
-from cir.space import window_ends
+from cir.space import suggest_step_norm, window_ends
 
 if TYPE_CHECKING:
     from optuna import Trial
@@ -75,7 +75,7 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
         "layer": trial.suggest_categorical("layer", window_ends(shape)),
         "steering_scale": trial.suggest_float("steering_scale", 1.0, 32.0, log=True),
         "alpha": trial.suggest_float("alpha", 1.0, 1000.0, log=True),
-        "step_norm": trial.suggest_float("step_norm", 0.005, 0.5, log=True),
+        "step_norm": suggest_step_norm(trial),
     }
 
 
