@@ -344,6 +344,14 @@ def test_merge_takes_parts_with_fewer_seeds_and_shows_each_rows_count(bench_out)
     assert f"| grad_diff | 1 | {gd_row['before']:.3f} | " in markdown  # one seed: a value, no "± 0.000"
 
 
+def test_markdown_names_a_kl_budget_as_kl(bench_out):
+    results = load_bench_results(bench_out / "results.json")
+    assert "## Budget 1% general-loss rise" in bench_markdown(results)
+    results.config["unlearn"]["budget_metric"] = "kl"
+    markdown = bench_markdown(results)
+    assert "## Budget KL 0.01 nats/token" in markdown and "general-loss rise" not in markdown
+
+
 def test_merge_refuses_parts_of_different_benches(bench_out):
     (cir, cir_part), (gd, gd_part) = split_by_method(load_bench_results(bench_out / "results.json"))
     other = json.loads(json.dumps(gd_part.config))
