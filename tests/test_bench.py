@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ from cir.data.facts import save_facts, split_facts
 from cir.errors import DataError, OutputExistsError
 from cir.evals.scores import evaluate_facts
 from cir.model_io import load_model
+from cir.plots import bench_plots
 from cir.registry import ATTACKS, METHODS
 from cir.report import STAGES, V_METRICS, bench_markdown, load_bench_results, merge_bench_results, retable
 
@@ -344,12 +346,17 @@ def test_merge_takes_parts_with_fewer_seeds_and_shows_each_rows_count(bench_out)
     assert f"| grad_diff | 1 | {gd_row['before']:.3f} | " in markdown  # one seed: a value, no "± 0.000"
 
 
-def test_markdown_names_a_kl_budget_as_kl(bench_out):
+def test_markdown_and_plots_name_a_kl_budget_as_kl(bench_out, tmp_path):
     results = load_bench_results(bench_out / "results.json")
     assert "## Budget 1% general-loss rise" in bench_markdown(results)
     results.config["unlearn"]["budget_metric"] = "kl"
     markdown = bench_markdown(results)
     assert "## Budget KL 0.01 nats/token" in markdown and "general-loss rise" not in markdown
+    titles = []
+    with patch("matplotlib.axes.Axes.set_title", lambda axis, text, *a, **k: titles.append(text)):
+        bench_plots(results, tmp_path)
+    assert "attack on the model at budget KL 0.01 nats/token (seed mean)" in titles
+    assert not any("general-loss" in t for t in titles)
 
 
 def test_merge_refuses_parts_of_different_benches(bench_out):

@@ -20,6 +20,11 @@ from cir.records import DisruptionMetric, EpochRecord
 BudgetMetric = DisruptionMetric
 
 
+def budget_label(metric: BudgetMetric | None, budget: float) -> str:
+    """How a budget reads in reports and plots: "1% general-loss rise", or "KL 0.01 nats/token"."""
+    return f"KL {budget:g} nats/token" if metric == "kl" else f"{100 * budget:g}% general-loss rise"
+
+
 @dataclass(frozen=True)
 class DisruptionBudget:
     """Allowed disruption: general loss <= (1 + budget) x baseline, or KL to the original <= budget."""

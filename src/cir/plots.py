@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cir.budget import budget_label
 from cir.records import BenchResults
 
 CHANCE = {"acc_t1": 0.25, "acc_t0": 0.25}  # four choices
@@ -54,7 +55,8 @@ def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) 
         epochs = range(min(len(a) for a in attack))
         mean = [sum(a[e] for a in attack) / len(attack) for e in epochs]
         right.plot(list(epochs), mean, color=colour, marker=".", label=method)
-    for budget_line in bench["budgets"]:
+    budget_metric = results.config["unlearn"].get("budget_metric")
+    for budget_line in bench["budgets"] if budget_metric != "kl" else []:  # a KL bound is not on this axis
         left.axvline(
             100 * budget_line, color="grey", linestyle="--" if budget_line == budget else ":", linewidth=1
         )
@@ -63,11 +65,12 @@ def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) 
             axis.axhline(CHANCE[metric], color="black", linestyle=":", linewidth=1, label="chance")
         axis.set_ylabel(f"V {metric}")
         axis.grid(alpha=0.3)
-    left.set_xlabel("general-text loss change (%) along unlearning; dashed: this budget")
+    dashed = "; dashed: this budget" if budget_metric != "kl" else ""
+    left.set_xlabel(f"general-text loss change (%) along unlearning{dashed}")
     left.set_xlim(right=1.6 * 100 * max(bench["budgets"]))  # past the largest budget is off the chart
     left.set_title("unlearning")
     right.set_xlabel("attack epoch (fine-tuning on T)")
-    right.set_title(f"attack on the {100 * budget:g}%-budget model (seed mean)")
+    right.set_title(f"attack on the model at budget {budget_label(budget_metric, budget)} (seed mean)")
     right.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=90)

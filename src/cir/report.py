@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cir.budget import budget_label
 from cir.errors import DataError
 from cir.files import read_text
 from cir.outputs import write_json_atomic
@@ -70,11 +71,6 @@ def _pm(row: Mapping[str, Any], key: str, digits: int = 3) -> str:
     return f"{value:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{value:.{digits}f}"
 
 
-def budget_label(budget: float, metric: str | None) -> str:
-    """How a bench budget reads: a relative general-loss rise, or a KL bound (`unlearn.budget_metric`)."""
-    return f"KL {budget:g} nats/token" if metric == "kl" else f"{100 * budget:g}% general-loss rise"
-
-
 def bench_markdown(results: BenchResults) -> str:
     """The bench's Markdown report: one table per budget, then the definitions."""
     bench = results.config["bench"]
@@ -82,7 +78,7 @@ def bench_markdown(results: BenchResults) -> str:
     lines.append(f"{results.facts} known facts; mean ± std over seeds. Attack: {bench['attack']}.")
     for budget in bench["budgets"]:
         rows = [r for r in results.table if r["budget"] == budget]
-        lines += ["", f"## Budget {budget_label(budget, results.config['unlearn'].get('budget_metric'))}", ""]
+        lines += ["", f"## Budget {budget_label(results.config['unlearn'].get('budget_metric'), budget)}", ""]
         uneven = len({r["seeds"] for r in rows}) > 1  # a merged bench whose parts ran different seeds
         cells = [
             {
