@@ -39,7 +39,8 @@ def test_shipped_config_builds(path):
         bench, loop, attack, overrides = bench_configs(raw)
         assert set(overrides) <= set(bench.methods) and bench.seeds >= 1 and loop.max_epochs >= 1
         assert attack.epochs >= 1 if bench.attack != "few_shot" else attack.shots >= 1
-        if path.stem.startswith("smollm2") and bench.attack == "finetune":  # method.md section 9's, sized for it
+        if path.stem.startswith("smollm2") and bench.attack == "finetune":
+            # the attack of method.md section 9, sized for a pretrained model
             assert (attack.optimizer, attack.lr, attack.epochs, attack.trained) == ("adamw", 3e-5, 6, "mlp")
     else:
         sections = split_sections(raw, RUN_SECTIONS, str(path))
@@ -83,7 +84,8 @@ def test_smollm2_rest_bench_merges_with_the_headline_bench():
     assert set(rest.methods).isdisjoint(bench.methods) and set(overrides) == set(rest.methods)
     assert (rest_loop, rest_attack) == (loop, attack)
     assert {**vars(rest), "methods": None, "seeds": None} == {**vars(bench), "methods": None, "seeds": None}
-    kl, kl_loop, kl_attack, kl_overrides = bench_configs(load_yaml(configs / "smollm2_bench_repselect_kl.yaml"))
+    kl_raw = load_yaml(configs / "smollm2_bench_repselect_kl.yaml")
+    kl, kl_loop, kl_attack, kl_overrides = bench_configs(kl_raw)
     assert kl.methods == ["repselect"] and kl_loop.budget_metric == "kl" and kl_attack == attack
     assert kl_overrides["repselect"] == overrides["repselect"]  # the same step as the rest bench's
 
