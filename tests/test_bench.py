@@ -346,17 +346,24 @@ def test_merge_takes_parts_with_fewer_seeds_and_shows_each_rows_count(bench_out)
     assert f"| grad_diff | 1 | {gd_row['before']:.3f} | " in markdown  # one seed: a value, no "± 0.000"
 
 
-def test_markdown_and_plots_name_a_kl_budget_as_kl(bench_out, tmp_path):
+def test_markdown_and_plots_name_a_kl_budget_and_the_attack(bench_out, tmp_path):
     results = load_bench_results(bench_out / "results.json")
     assert "## Budget 1% general-loss rise" in bench_markdown(results)
     results.config["unlearn"]["budget_metric"] = "kl"
     markdown = bench_markdown(results)
     assert "## Budget KL 0.01 nats/token" in markdown and "general-loss rise" not in markdown
-    titles = []
-    with patch("matplotlib.axes.Axes.set_title", lambda axis, text, *a, **k: titles.append(text)):
+    titles, x_labels = [], []
+    with (
+        patch("matplotlib.axes.Axes.set_title", lambda axis, text, *a, **k: titles.append(text)),
+        patch("matplotlib.axes.Axes.set_xlabel", lambda axis, text, *a, **k: x_labels.append(text)),
+    ):
         bench_plots(results, tmp_path)
-    assert "attack on the model at budget KL 0.01 nats/token (seed mean)" in titles
+        results.config["bench"]["attack"] = "lora"
+        bench_plots(results, tmp_path)
+    assert "attack on the model kept at KL 0.01 nats/token\n(mean over seeds)" in titles
     assert not any("general-loss" in t for t in titles)
+    assert "attack epoch (fine-tuning on T)" in x_labels  # the right panel names the bench's attack
+    assert "attack epoch (a LoRA adapter trained on T)" in x_labels
 
 
 def test_merge_refuses_parts_of_different_benches(bench_out):

@@ -12,6 +12,16 @@ from cir.budget import budget_label
 from cir.records import BenchResults
 
 CHANCE = {"acc_t1": 0.25, "acc_t0": 0.25}  # four choices
+ATTACK_AXES = {  # the right panel's x axis, by the bench's attack (`cir attacks`)
+    "finetune": "attack epoch (fine-tuning on T)",
+    "lora": "attack epoch (a LoRA adapter trained on T)",
+    "few_shot": "attack: 0 = the bare question, 1 = with solved T facts before it",
+}
+
+
+def attack_axis(attack: str) -> str:
+    """The right panel's x-axis label for `attack`; an attack without one is named as registered."""
+    return ATTACK_AXES.get(attack, f"attack step ({attack})")
 
 
 def bench_plots(results: BenchResults, folder: Path) -> list[Path]:
@@ -69,8 +79,9 @@ def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) 
     left.set_xlabel(f"general-text loss change (%) along unlearning{dashed}")
     left.set_xlim(right=1.6 * 100 * max(bench["budgets"]))  # past the largest budget is off the chart
     left.set_title("unlearning")
-    right.set_xlabel("attack epoch (fine-tuning on T)")
-    right.set_title(f"attack on the model at budget {budget_label(budget_metric, budget)} (seed mean)")
+    right.set_xlabel(attack_axis(bench.get("attack", "finetune")))
+    # two lines: one is wider than the panel at a long budget label
+    right.set_title(f"attack on the model kept at {budget_label(budget_metric, budget)}\n(mean over seeds)")
     right.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
