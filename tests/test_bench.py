@@ -30,7 +30,15 @@ from cir.evals.scores import evaluate_facts
 from cir.model_io import load_model
 from cir.plots import bench_plots
 from cir.registry import ATTACKS, METHODS
-from cir.report import STAGES, V_METRICS, bench_markdown, load_bench_results, merge_bench_results, retable
+from cir.report import (
+    STAGES,
+    V_METRICS,
+    bench_markdown,
+    load_bench_results,
+    merge_bench_results,
+    ratio,
+    retable,
+)
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -374,3 +382,24 @@ def test_merge_refuses_parts_of_different_benches(bench_out):
         merge_bench_results([(cir, cir_part), (gd, replace(gd_part, config=other))])
     with pytest.raises(DataError, match=r"again: methods \['cir'\] are already in an earlier part"):
         merge_bench_results([(cir, cir_part), ("again", cir_part)])
+
+
+def test_a_ratio_over_fewer_seeds_than_its_row_says_how_many():
+    """A seed whose best baseline kept no drop has no ratio; the report says the mean is over the rest."""
+    assert ratio({0: 0.4, 1: 0.4, 2: 0.2}, {0: 0.02, 1: -0.03, 2: 0.0}, "rmu") == {
+        "best_baseline": "rmu",
+        "ratio_seeds": 1,
+        "ratio": pytest.approx(20.0),
+        "ratio_std": None,
+    }
+    assert ratio({0: 0.4}, {0: -0.01}, "rmu")["ratio"] is None
+
+
+def test_markdown_shows_the_seeds_a_ratio_counts(bench_out):
+    results = load_bench_results(bench_out / "results.json")
+    (row,) = [r for r in results.table if r["method"] == "cir" and r["budget"] == 0.01]
+    assert row["ratio_seeds"] <= row["seeds"]
+    row.update(ratio=20.0, ratio_std=None, ratio_seeds=1, seeds=3)
+    assert "| 20.00 (1 of 3 seeds) |" in bench_markdown(results)
+    row.update(ratio_seeds=3)
+    assert "| 20.00 |" in bench_markdown(results)

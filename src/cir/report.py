@@ -71,6 +71,14 @@ def _pm(row: Mapping[str, Any], key: str, digits: int = 3) -> str:
     return f"{value:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{value:.{digits}f}"
 
 
+def _ratio_cell(row: Mapping[str, Any]) -> str:
+    """The ratio's mean ± std, and on how many of the row's seeds when the baseline kept no drop on some."""
+    cell, counted = _pm(row, "ratio", 2), row.get("ratio_seeds")  # absent from tables written before it
+    if row["ratio"] is not None and counted is not None and counted < row["seeds"]:
+        cell += f" ({counted} of {row['seeds']} seeds)"
+    return cell
+
+
 def bench_markdown(results: BenchResults) -> str:
     """The bench's Markdown report: one table per budget, then the definitions."""
     bench = results.config["bench"]
@@ -88,7 +96,7 @@ def bench_markdown(results: BenchResults) -> str:
                 "unlearned": _pm(r, "unlearned"),
                 "post-attack": _pm(r, "post_attack"),
                 "drop": _pm(r, "drop"),
-                "ratio vs best baseline": _pm(r, "ratio", 2) if r["method"] == "cir" else "",
+                "ratio vs best baseline": _ratio_cell(r) if r["method"] == "cir" else "",
                 "general loss Δ%": _pm(r, "general_loss_change", 2),
                 "held-out Δ": _pm(r, "heldout_change"),  # n/a without held-out facts
                 "epochs": _pm(r, "epochs", 1),
@@ -193,7 +201,8 @@ def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
     return {
         "post_attack": runs[0].post_attack_definition if runs else "",
         "drop": "V metric before unlearning minus V metric post-attack (higher = more robustly forgotten)",
-        "ratio": "CIR's drop / the best baseline's drop at the same budget, per seed, then mean and std",
+        "ratio": "CIR's drop / the best baseline's drop at the same budget, per seed, then mean and std; "
+        "a seed where the baseline's drop is <= 0 has no ratio and is left out (the seeds counted are shown)",
         "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
         "acc_t1": "mean renormalised probability of the right choice",
         "acc_t0": "argmax accuracy",
@@ -273,10 +282,14 @@ def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
 
 
 def ratio(mine: dict[int, float], best: dict[int, float], best_name: str | None) -> dict[str, Any]:
-    """Drop / best baseline's drop, per seed, then mean and std (None where the baseline's drop <= 0)."""
+    """Drop / best baseline's drop, per seed, then mean and std, and the seeds counted.
+
+    A seed where the baseline's drop is <= 0 has no ratio; the mean is over the others (None if none).
+    """
     per_seed = [mine[s] / best[s] for s in mine if s in best and best[s] > 0]
     return {
         "best_baseline": best_name,
+        "ratio_seeds": len(per_seed),
         "ratio": statistics.fmean(per_seed) if per_seed else None,
         "ratio_std": statistics.stdev(per_seed) if len(per_seed) > 1 else None,
     }
