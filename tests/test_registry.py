@@ -60,3 +60,10 @@ def test_duplicate_registration_is_a_programming_error():
 def test_registries_are_separate_instances():
     assert METHODS is not ATTACKS
     assert (METHODS.kind, ATTACKS.kind) == ("method", "attack")
+
+
+def test_every_attack_says_what_its_steps_are():
+    """The bench plot labels its attack axis from the attack itself, so a new attack must declare it."""
+    for name in ATTACKS.names():
+        axis = ATTACKS.get(name).build.trajectory_axis
+        assert isinstance(axis, str) and axis.startswith("attack"), name

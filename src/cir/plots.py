@@ -10,18 +10,9 @@ from pathlib import Path
 
 from cir.budget import budget_label
 from cir.records import BenchResults
+from cir.registry import ATTACKS
 
 CHANCE = {"acc_t1": 0.25, "acc_t0": 0.25}  # four choices
-ATTACK_AXES = {  # the right panel's x axis, by the bench's attack (`cir attacks`)
-    "finetune": "attack epoch (fine-tuning on T)",
-    "lora": "attack epoch (a LoRA adapter trained on T)",
-    "few_shot": "attack: 0 = the bare question, 1 = with solved T facts before it",
-}
-
-
-def attack_axis(attack: str) -> str:
-    """The right panel's x-axis label for `attack`; an attack without one is named as registered."""
-    return ATTACK_AXES.get(attack, f"attack step ({attack})")
 
 
 def bench_plots(results: BenchResults, folder: Path) -> list[Path]:
@@ -66,7 +57,8 @@ def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) 
         mean = [sum(a[e] for a in attack) / len(attack) for e in epochs]
         right.plot(list(epochs), mean, color=colour, marker=".", label=method)
     budget_metric = results.config["unlearn"].get("budget_metric")
-    for budget_line in bench["budgets"] if budget_metric != "kl" else []:  # a KL bound is not on this axis
+    on_loss_axis = budget_metric != "kl"  # a KL bound is not a general-loss change: no line for it
+    for budget_line in bench["budgets"] if on_loss_axis else []:
         left.axvline(
             100 * budget_line, color="grey", linestyle="--" if budget_line == budget else ":", linewidth=1
         )
@@ -75,11 +67,11 @@ def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) 
             axis.axhline(CHANCE[metric], color="black", linestyle=":", linewidth=1, label="chance")
         axis.set_ylabel(f"V {metric}")
         axis.grid(alpha=0.3)
-    dashed = "; dashed: this budget" if budget_metric != "kl" else ""
+    dashed = "; dashed: this budget" if on_loss_axis else ""
     left.set_xlabel(f"general-text loss change (%) along unlearning{dashed}")
     left.set_xlim(right=1.6 * 100 * max(bench["budgets"]))  # past the largest budget is off the chart
     left.set_title("unlearning")
-    right.set_xlabel(attack_axis(bench.get("attack", "finetune")))
+    right.set_xlabel(ATTACKS.get(bench["attack"]).build.trajectory_axis)
     # two lines: one is wider than the panel at a long budget label
     right.set_title(f"attack on the model kept at {budget_label(budget_metric, budget)}\n(mean over seeds)")
     right.legend(fontsize=8)

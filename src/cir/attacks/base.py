@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -44,6 +44,9 @@ class AttackConfig:
 
 class Attack(Protocol):
     """One relearning attack on an unlearned model."""
+
+    # what the steps of its `AttackResult.history` are, for the bench plot's x axis
+    trajectory_axis: ClassVar[str]
 
     def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
         """Refuse a T/V pair this attack cannot run on; called before any model is loaded or trained.

@@ -58,6 +58,8 @@ class Config(AttackConfig):
 class FewShot:
     """Score the eval facts with and without k solved train facts in the prompt."""
 
+    trajectory_axis = "attack: 0 = the bare question, 1 = with solved T facts before it"
+
     def __init__(self, config: Config) -> None:
         self.config = config
 

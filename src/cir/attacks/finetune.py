@@ -67,6 +67,8 @@ class Config(AttackConfig):
 class Finetune:
     """Full fine-tuning of the claimed parameters on the train facts' sentences."""
 
+    trajectory_axis = "attack epoch (fine-tuning on T)"
+
     def __init__(self, config: Config) -> None:
         self.config = config
 

@@ -70,6 +70,8 @@ class Config(AttackConfig):
 class Lora:
     """Train a LoRA adapter on the train facts' sentences, then unload it without merging."""
 
+    trajectory_axis = "attack epoch (a LoRA adapter trained on T)"
+
     def __init__(self, config: Config) -> None:
         self.config = config
 
