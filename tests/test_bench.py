@@ -196,6 +196,8 @@ def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
     group = replace(bench, budgets=[budget, 1e9])
     runs = bench_one(loaded, facts, group, loop, "cir", config, attack, 0, original)
     assert [r.epochs for r in runs] == [kept, len(losses) - 1]
+    # each budget's run says why it stopped there, as `cir unlearn` at that budget does
+    assert [r.stop_reasons["unlearn"] for r in runs] == ["budget", "max_epochs"]
     assert runs[0].v_unlearned == free.history[kept].facts
 
 

@@ -423,5 +423,14 @@ def bench_run(
         ],
         attack_trajectory=[TrajectoryPoint(e.epoch, e.facts) for e in attack.history],
         post_attack_definition=attack.post_attack_definition,
-        stop_reasons={"unlearn": result.stop_reason, "attack": attack.stop_reason},
+        stop_reasons={"unlearn": stop_reason_at(result, epoch), "attack": attack.stop_reason},
     )
+
+
+def stop_reason_at(result: UnlearnResult, epoch: int) -> str:
+    """Why a run held to the budget that keeps `epoch` stops there.
+
+    One run serves every budget of the bench, so its own reason is the largest budget's; at a smaller
+    budget, an epoch the run went on to after `epoch` is one that left that budget.
+    """
+    return "budget" if epoch < result.history[-1].epoch else result.stop_reason
