@@ -25,13 +25,18 @@ def rows(storage: str) -> list[dict[str, str]]:
         metric = study.user_attrs.get("metric", "answer_prob")
         for trial in study.trials:
             attrs = trial.user_attrs
+            # a queued trial (waiting, or withdrawn as failed before it ran) has only its fixed params
+            queued = trial.system_attrs.get("fixed_params", {}) if not trial.params else None
             params = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in (trial.params if queued is None else queued).items()
             )
+            if queued is not None:
+                params = f"(queued: {params})" if params else "(queued)"
             before, after = attrs.get("general_loss_before"), attrs.get("general_loss_after")
             seconds = (
                 (trial.datetime_complete - trial.datetime_start).total_seconds()
-                if trial.datetime_complete
+                if trial.datetime_complete and trial.datetime_start  # a withdrawn one never started
                 else None
             )
             found.append(
@@ -39,7 +44,7 @@ def rows(storage: str) -> list[dict[str, str]]:
                     "study": summary.study_name,
                     "trial": str(trial.number),
                     "state": trial.state.name.lower(),
-                    "params": params or "(queued)",
+                    "params": params,
                     f"post-attack {metric}": f"{trial.value:.3f}" if trial.value is not None else "",
                     "epochs": str(attrs.get("epochs", "")),
                     "loss Δ%": f"{100 * (after / before - 1):+.2f}" if before and after else "",

@@ -96,9 +96,14 @@ def test_tuning_record_lists_every_trial_with_its_numbers(tmp_path):
     trial.set_user_attr("v_unlearned", {"acc_t1": 0.5})
     study.tell(trial, 0.7)
     study.enqueue_trial({"step_norm": 0.1})
+    study.enqueue_trial({"step_norm": 0.2})  # withdrawn before it ran: failed, never started
+    withdrawn_id = study.get_trials(deepcopy=False)[-1]._trial_id
+    study._storage.set_trial_state_values(withdrawn_id, optuna.trial.TrialState.FAIL)
     found = load("tuning_record").main([str(tmp_path / "record.db")])
-    done, queued = found
+    done, queued, withdrawn = found
+    assert withdrawn["state"] == "fail" and withdrawn["params"] == "(queued: step_norm=0.2)"
+    assert withdrawn["s"] == "" and withdrawn["post-attack acc_t1"] == ""
     assert done["study"] == "cir-budget0.01" and done["state"] == "complete"
     assert done["post-attack acc_t1"] == "0.700" and done["epochs"] == "3" and done["loss Δ%"] == "+0.50"
     assert done["V acc_t1 before -> unlearned"] == "0.900 -> 0.500"
-    assert queued["state"] == "waiting" and queued["params"] == "(queued)"
+    assert queued["state"] == "waiting" and queued["params"] == "(queued: step_norm=0.1)"

@@ -232,6 +232,7 @@ def test_every_method_tunes_its_step_norm_over_one_range():
     assert {"cir", "mlp_breaking", "circuit_breakers", "rmu"} <= set(ranges)
     assert set(ranges.values()) == {optuna.distributions.FloatDistribution(*STEP_NORMS, log=True)}
     assert STEP_NORMS[1] > 0.5  # above the old top, where SmolLM2's CIR study put its best trial
+    assert STEP_NORMS[0] < 0.002  # below Gradient Difference's steps that keep an epoch on SmolLM2
 
 
 def test_committed_demo_study_replays_to_the_layers_it_searched():

@@ -9,10 +9,12 @@ suits the 4-layer demo model, SmolLM2-135M (30 layers) and Llama-3.1-8B (32 laye
   [1, 2, 3] and [2, 3] (a superset of the fixed windows the committed demo study searched);
 - a single steered layer (RMU) is the last layer of a window: 1-3 of 4, 5-20 of 30;
 - a component count runs from 1 to min(most, width / 2), log-scaled;
-- a step norm (every method's η) runs from 0.005 to 5, log-scaled, the same range for every method
-  so no method is tuned on a narrower one. The top was 0.5 until SmolLM2's CIR study put its best
-  trial there with all 8 epochs run and the prose loss unchanged: the collapse removes most of
-  each update's effect on general text, so CIR needs a larger η than methods without it.
+- a step norm (every method's η) runs from 0.0005 to 5, log-scaled, the same range for every
+  method so no method is tuned on a narrower one. The top was 0.5 until SmolLM2's CIR study put its
+  best trial there with all 8 epochs run and the prose loss unchanged: the collapse removes most of
+  each update's effect on general text, so CIR needs a larger η than methods without it. The
+  bottom was 0.005 until SmolLM2's Gradient Difference study began: at 0.005 its first epoch
+  leaves a 1% budget (on layers 6-11 as on all), so its useful steps lie below.
 
 Optuna stores only scalar categorical choices, so a list of layers is offered as text ("1,2"; None
 as "default") and turned back into a list here; `study.best_params` shows the text.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 WINDOW_STARTS = (10, 20, 35, 50)  # percent of depth where a window starts (floored)
 SHORT_WINDOW = (10, 2)  # (percent of depth, fewest layers) of a short window, rounded half up
 LONG_WINDOW = (20, 3)  # the same for a long window (the paper's 6 of 32 layers)
-STEP_NORMS = (0.005, 5.0)  # every method's η range, log-scaled (see above)
+STEP_NORMS = (0.0005, 5.0)  # every method's η range, log-scaled (see above)
 
 
 def percent_of(count: int, percent: int, round_half_up: bool = False) -> int:
