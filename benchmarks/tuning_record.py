@@ -26,12 +26,11 @@ def rows(storage: str) -> list[dict[str, str]]:
         for trial in study.trials:
             attrs = trial.user_attrs
             # a queued trial (waiting, or withdrawn as failed before it ran) has only its fixed params
-            queued = trial.system_attrs.get("fixed_params", {}) if not trial.params else None
+            shown = trial.params or trial.system_attrs.get("fixed_params", {})
             params = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in (trial.params if queued is None else queued).items()
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
             )
-            if queued is not None:
+            if not trial.params:
                 params = f"(queued: {params})" if params else "(queued)"
             before, after = attrs.get("general_loss_before"), attrs.get("general_loss_after")
             seconds = (

@@ -85,7 +85,7 @@ def test_attack_on_original_starts_each_seed_from_the_original_model(tmp_path):
 def test_tuning_record_lists_every_trial_with_its_numbers(tmp_path):
     import optuna
 
-    storage = f"sqlite:///{tmp_path / 'record.db'}"
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'record.db'}")
     study = optuna.create_study(storage=storage, study_name="cir-budget0.01")
     study.set_user_attr("metric", "acc_t1")
     trial = study.ask({"step_norm": optuna.distributions.FloatDistribution(0.005, 0.5, log=True)})
@@ -98,7 +98,7 @@ def test_tuning_record_lists_every_trial_with_its_numbers(tmp_path):
     study.enqueue_trial({"step_norm": 0.1})
     study.enqueue_trial({"step_norm": 0.2})  # withdrawn before it ran: failed, never started
     withdrawn_id = study.get_trials(deepcopy=False)[-1]._trial_id
-    study._storage.set_trial_state_values(withdrawn_id, optuna.trial.TrialState.FAIL)
+    storage.set_trial_state_values(withdrawn_id, optuna.trial.TrialState.FAIL)
     found = load("tuning_record").main([str(tmp_path / "record.db")])
     done, queued, withdrawn = found
     assert withdrawn["state"] == "fail" and withdrawn["params"] == "(queued: step_norm=0.2)"
