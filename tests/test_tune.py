@@ -298,3 +298,23 @@ def test_tune_progress_shows_each_trials_epochs_and_attack_under_the_trial_count
     capsys.readouterr()
     tune(inputs(files), settings(storage, trials=1, budget=1.0, seed=1), "grad_diff", progress=False)
     assert capsys.readouterr().err == ""
+
+
+SMOLLM2_DB = Path(__file__).parents[1] / "benchmarks" / "smollm2-tune.db"
+
+
+def test_smollm2_tuning_record_gives_every_benched_method_the_same_trials():
+    """Issue 13's equal terms: every benched method's 1% study has at least 8 finished trials, on
+    SmolLM2's shape, and `cir bench --tuned` finds a best trial for each."""
+    benched = ["cir", "circuit_breakers", "grad_diff", "mlp_breaking", "npo", "repselect", "rmu", "simnpo"]
+    storage = optuna.storages.RDBStorage(f"sqlite:///{SMOLLM2_DB}")
+    finished = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        assert (summary.user_attrs["layers"], summary.user_attrs["hidden"]) == (30, 576)
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+        assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        finished[summary.study_name] = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(finished) == sorted(f"{name}-budget0.01" for name in benched)
+    assert min(finished.values()) >= 8, finished
+    tuned = load_tuned(SMOLLM2_DB)
+    assert sorted(tuned) == benched and all(tuned[name][0.01]["shape"] == [30, 576] for name in benched)
