@@ -147,7 +147,7 @@ def resolve_base(inputs: Inputs, raw: dict[str, Any], tuned: dict[str, Any], out
         ConfigError: for a bad key in `raw`.
     """
     bench, loop, attack, overrides = bench_configs(raw)
-    jobs = bench_jobs(bench, overrides, tuned_studies(bench, tuned))
+    jobs = bench_jobs(bench, loop, overrides, tuned_studies(bench, tuned))
     methods = {name: to_dict(config) for name, _, config in jobs}
     return Base(inputs, out, raw, to_dict(loop), to_dict(attack), methods)
 

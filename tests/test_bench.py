@@ -153,7 +153,7 @@ def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
     method = {"forget_layers": [1], "k_act": 1, "k_grad": 1, "step_norm": 2.0, "retain_lr": 0.0}
     raw = {
         "bench": {"methods": ["cir"], "budgets": [1e9], "known_threshold": 0, "val_fraction": 0.34},
-        "unlearn": {"max_epochs": 5, "batch_size": 2, "track_kl": False},
+        "unlearn": {"max_epochs": 5, "batch_size": 2, "track_kl": False, **tiny.PAPER_LOOP},
         "attack": {"epochs": 1, "batch_size": 2},
         "methods": {"cir": method},
     }
@@ -250,7 +250,7 @@ def run_tiny_bench(tmp_path, capsys, progress):
     inputs = tiny.workspace_inputs(files)
     raw = {
         "bench": {"methods": ["grad_diff"], "budgets": [50.0, 100.0], "seeds": 2},
-        "unlearn": {"max_epochs": 2, "batch_size": 2, "track_kl": False},
+        "unlearn": {"max_epochs": 2, "batch_size": 2, "track_kl": False, **tiny.PAPER_LOOP},
         "attack": {"epochs": 1, "batch_size": 2},
     }
     raw["bench"] |= {"known_threshold": 0, "val_fraction": 0.34}

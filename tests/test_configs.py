@@ -22,6 +22,7 @@ def test_the_expected_files_are_found():
         "paper_llama8b.yaml",
         "smollm2_135m.yaml",
         "smollm2_bench.yaml",
+        "smollm2_bench_all_facts.yaml",
         "smollm2_bench_few_shot.yaml",
         "smollm2_bench_lora.yaml",
         "smollm2_bench_repselect_kl.yaml",

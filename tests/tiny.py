@@ -159,6 +159,10 @@ def assert_only_trained_changed(net: PreTrainedModel, before: dict[str, torch.Te
 
 # --- a tiny saved-model workspace, for the command-line tests ----------------------------------
 
+# The loop as it was before the budget controller (issue 26), and as the paper runs it: every update
+# of norm step_norm, the budget checked at epoch ends only, the first breach stops the run.
+PAPER_LOOP = {"step_per": "batch", "check_every": 0, "max_backoffs": 0}
+
 FAST_BENCH_ARGS = [
     "bench.known_threshold=0",
     "bench.val_fraction=0.34",

@@ -113,7 +113,7 @@ def run_bench(
     """
     bench, loop, attack, overrides = bench_configs(raw)
     studies = tuned_studies(bench, tuned or {})
-    jobs = bench_jobs(bench, overrides, studies)
+    jobs = bench_jobs(bench, loop, overrides, studies)
     check_output_dir(out, force)
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
     check_tuned_shape(studies, model_shape(loaded.model))
@@ -247,11 +247,16 @@ def tuned_studies(bench: BenchConfig, tuned: Tuned) -> dict[str, dict[float, Map
 
 
 def bench_jobs(
-    bench: BenchConfig, overrides: Mapping[str, Any], studies: Mapping[str, Mapping[float, Mapping[str, Any]]]
+    bench: BenchConfig,
+    loop: UnlearnConfig,
+    overrides: Mapping[str, Any],
+    studies: Mapping[str, Mapping[float, Mapping[str, Any]]],
 ) -> list[tuple[str, list[float], MethodConfig]]:
     """(method, budgets, config): one unlearning run per seed for each group of budgets sharing a config.
 
-    Untuned, a method is one group of every budget, unlearned once up to the largest.
+    Untuned, a method is one group of every budget, unlearned once up to the largest. A budget read
+    off a longer run's history is the run that budget would get only when the loop stops at the
+    first breach (`single_trajectory`); otherwise every budget is its own group.
     """
     jobs = []
     for name in bench.methods:
@@ -262,8 +267,19 @@ def bench_jobs(
             best = chosen[budgets[0]]
             tuned = {name: best["overrides"]} if best else None
             config = per_method_configs([name], {name: overrides.get(name, {})}, tuned)[name]
-            jobs.append((name, budgets, config))
+            groups = [budgets] if single_trajectory(loop) else [[b] for b in budgets]
+            jobs += [(name, group, config) for group in groups]
     return jobs
+
+
+def single_trajectory(loop: UnlearnConfig) -> bool:
+    """Whether one run to the largest budget passes through every smaller budget's run.
+
+    True when the loop stops at the first epoch that leaves the budget and checks only at epoch
+    ends: then a run held to a smaller budget follows the same epochs and stops earlier. With
+    back-off or in-epoch checks, a smaller budget changes the trajectory itself.
+    """
+    return loop.max_backoffs == 0 and loop.check_every == 0
 
 
 @dataclass
@@ -378,7 +394,12 @@ def unlearn_once(
 
 
 def kept_epoch(result: UnlearnResult, budget: float) -> int:
-    """The epoch a run stopped at `budget` keeps: `last_epoch_within` of the run's history."""
+    """The epoch a run stopped at `budget` keeps: the run's own at its budget, else `last_epoch_within`.
+
+    The second holds for a smaller budget only on a `single_trajectory` run (`bench_jobs`).
+    """
+    if budget == result.budget.budget:
+        return result.epochs
     return last_epoch_within(result.history, replace(result.budget, budget=budget))
 
 
@@ -423,14 +444,16 @@ def bench_run(
         ],
         attack_trajectory=[TrajectoryPoint(e.epoch, e.facts) for e in attack.history],
         post_attack_definition=attack.post_attack_definition,
-        stop_reasons={"unlearn": stop_reason_at(result, epoch), "attack": attack.stop_reason},
+        stop_reasons={"unlearn": stop_reason_at(result, budget, epoch), "attack": attack.stop_reason},
     )
 
 
-def stop_reason_at(result: UnlearnResult, epoch: int) -> str:
-    """Why a run held to the budget that keeps `epoch` stops there.
+def stop_reason_at(result: UnlearnResult, budget: float, epoch: int) -> str:
+    """Why a run held to `budget`, which keeps `epoch`, stops there.
 
-    One run serves every budget of the bench, so its own reason is the largest budget's; at a smaller
-    budget, an epoch the run went on to after `epoch` is one that left that budget.
+    At the run's own budget, the run's reason. A `single_trajectory` run also serves every smaller
+    budget: there, an epoch the run went on to after `epoch` is one that left that budget.
     """
-    return "budget" if epoch < result.history[-1].epoch else result.stop_reason
+    if budget == result.budget.budget or epoch == result.history[-1].epoch:
+        return result.stop_reason
+    return "budget"

@@ -1,9 +1,18 @@
-"""The disruption budget (method.md §4): stop unlearning before general ability degrades.
+"""The disruption budget (method.md §4): unlearn as far as the budget allows, never past it.
 
-After every epoch the loop measures the general-text loss (or the KL to the original model); the
-model it returns is the one after `last_epoch_within(history, budget)`, the last epoch before the
-first that left the budget. `cir bench` applies the same rule to one run's history at several
-budgets. `EpochSnapshots` keeps CPU copies of only the trained parameters, not the whole model.
+`BudgetPolicy` is the whole contract the loop is given: the bound (general-loss rise or KL), how
+often it is checked inside an epoch (on a small fixed subset of the budget text, cheap enough to run
+every few steps; a breach there is confirmed on the full text before it counts) and what happens on
+a breach. A breach does not end the run: the loop restores the
+last weights that were within the budget, multiplies the step by `backoff_factor` and goes on, until
+the step has been shrunk `max_backoffs` times (then the next breach stops it), the epoch cap, or
+Ctrl-C. With `max_backoffs=0` and `check_every=0` the first epoch to leave the budget stops the run
+(the paper's rule), and the returned model is the one after `last_epoch_within(history, budget)`;
+only then can the bench read several budgets off one run's history (with back-off, each budget's
+trajectory is its own, so the bench runs each budget separately). Only the full budget text,
+measured at each epoch's end, decides which weights are kept, so the returned model is within the
+budget on the text the user gave.
+`EpochSnapshots` keeps CPU copies of only the trained parameters, not the whole model.
 """
 
 from __future__ import annotations
@@ -45,7 +54,39 @@ class DisruptionBudget:
 
     def within(self, record: EpochRecord) -> bool:
         """Whether the disruption measured in `record` is within the budget."""
-        return record.disruption.value(self.metric) <= self.limit
+        return self.allows(record.disruption.value(self.metric))
+
+    def allows(self, value: float) -> bool:
+        """Whether a measured value of the metric is within the budget."""
+        return value <= self.limit
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """The budget and its checks, as the loop applies them (`UnlearnConfig.budget_policy()` builds it)."""
+
+    metric: BudgetMetric  # what is bounded: "general_loss" (relative rise) or "kl" (nats per token)
+    budget: float  # the bound: 0.01 = a 1% general-loss rise, or KL in nats/token
+    check_every: float = 0.25  # in-epoch checks: >= 1 a number of steps, < 1 a fraction of an epoch, 0 none
+    check_texts: int = 8  # budget texts in the in-epoch check's subset (the first ones)
+    max_backoffs: int = 4  # step shrinks allowed; 0 = stop at the first breach (the paper's rule)
+    backoff_factor: float = 0.5  # the step is multiplied by this on each breach
+
+    def check_interval(self, steps_per_epoch: int) -> int | None:
+        """Steps between in-epoch checks, or None when only the epoch ends are checked.
+
+        A fraction of an epoch rounds to whole steps, at least 1; an interval that reaches the
+        epoch's end adds nothing to the full check made there, so it is None too.
+        """
+        if self.check_every <= 0:
+            return None
+        steps = self.check_every if self.check_every >= 1 else self.check_every * steps_per_epoch
+        interval = max(1, round(steps))
+        return interval if interval < steps_per_epoch else None
+
+    def bound(self, baseline: float) -> DisruptionBudget:
+        """The budget relative to `baseline`, the metric's value before unlearning (on the same texts)."""
+        return DisruptionBudget(self.metric, self.budget, baseline)
 
 
 def last_epoch_within(history: Sequence[EpochRecord], budget: DisruptionBudget) -> int:

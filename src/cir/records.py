@@ -9,9 +9,22 @@ Code reads these fields; files hold their `to_json()` form. The JSON key names, 
 - **Disruption** `{"general_loss", "kl"}`: held-out general-text loss (nats per token) and KL(original
   || current) in nats per token; kl is null when not tracked.
 - **EpochRecord**, a line of `metrics.jsonl` and summary.json's `before`/`after`: `{"epoch", "train",
-  "facts", "disruption", "seconds"}`; epoch 0 = before unlearning; train = the method's own mean step
-  logs of the epoch (e.g. forget_loss, retain_loss; empty at epoch 0); facts = FactScores of the
-  monitored facts; seconds = unlearning wall time so far (setup, steps, budget checks).
+  "facts", "disruption", "seconds", "check_seconds", "step_scale", "rolled_back", "backoffs"}`; epoch
+  0 = before unlearning; train = the method's own mean step logs of the epoch (e.g. forget_loss,
+  retain_loss; empty at epoch 0); facts and disruption: measured on the epoch's end weights, or, if
+  they left the budget and an in-epoch checkpoint had passed a check, on that checkpoint's weights;
+  seconds = unlearning wall time so far (setup, steps, budget checks), check_seconds = the part of it
+  spent on budget checks; step_scale = the factor on the method's step at the epoch's end (data size
+  x back-offs); rolled_back = the epoch's end weights left the budget (the run went on from an
+  in-epoch checkpoint if the record is within the budget, else from the last kept epoch); backoffs =
+  the epoch's BackOff records. The kept epoch is the last record within the budget.
+- **BackOff**, in an EpochRecord's `backoffs` and summary.json's `backoffs`: `{"epoch", "step",
+  "check", "value", "limit", "restored_step", "step_scale"}`; a budget breach found after `step`
+  steps of `epoch` (1-based) by the `check` ("in_epoch": the subset check fired and the full budget
+  text confirmed it; "epoch_end": the full check at the epoch's end), the budget metric's `value` on
+  the full budget text against its `limit`, the step of the epoch whose weights the run went back to
+  (0: the epoch's start, which is the last kept epoch's end), and the step scale the run goes on with
+  (the breach after the last allowed back-off ends the run: its step_scale is never used).
 - **AttackEpoch**, a line of `attack.jsonl`: `{"epoch", "facts", "train_loss", "seconds"}`; facts =
   FactScores of the eval facts (V); epoch 0 = before the attack (few_shot: 0 = the 0-shot prompt,
   1 = the k-shot one); train_loss null where nothing trains.
@@ -94,6 +107,28 @@ class Disruption:
 
 
 @dataclass(frozen=True)
+class BackOff:
+    """A budget breach: in-budget weights restored and the step shrunk (or, with no back-off left, a stop)."""
+
+    epoch: int  # the epoch (1-based, as in EpochRecord) the breach was found in
+    step: int  # steps of that epoch done when it was found
+    check: Literal["in_epoch", "epoch_end"]  # found inside the epoch (subset, then confirmed), or at its end
+    value: float  # the budget metric on the full budget text
+    limit: float  # the largest value the budget allows
+    restored_step: int  # the step of `epoch` whose weights the run went back to (0: the epoch's start)
+    step_scale: float  # the factor on the method's step from here on
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"epoch", "step", "check", "value", "limit", "step_scale"}`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BackOff:
+        """Read `to_json`'s form back."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
 class EpochRecord:
     """The unlearning loop's measurement after one epoch (epoch 0: before unlearning)."""
 
@@ -102,15 +137,23 @@ class EpochRecord:
     disruption: Disruption
     train: dict[str, float] = field(default_factory=dict)  # the method's mean step logs of the epoch
     seconds: float = 0.0  # cumulative unlearning wall time: setup, steps and budget checks
+    check_seconds: float = 0.0  # the part of `seconds` spent measuring the disruption (budget checks)
+    step_scale: float = 1.0  # the factor on the method's step at the epoch's end
+    rolled_back: bool = False  # the epoch's end left the budget: in-budget weights replaced them
+    backoffs: tuple[BackOff, ...] = ()  # breaches found during the epoch, in order
 
     def to_json(self) -> dict[str, Any]:
-        """`{"epoch", "train", "facts", "disruption", "seconds"}`."""
+        """The JSON form (its keys in the module docstring)."""
         return {
             "epoch": self.epoch,
             "train": dict(self.train),
             "facts": self.facts.to_json(),
             "disruption": dataclasses.asdict(self.disruption),
             "seconds": self.seconds,
+            "check_seconds": self.check_seconds,
+            "step_scale": self.step_scale,
+            "rolled_back": self.rolled_back,
+            "backoffs": [b.to_json() for b in self.backoffs],
         }
 
 

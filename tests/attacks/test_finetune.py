@@ -217,7 +217,7 @@ def test_protocol_attack_recovers_a_fact_unlearned_by_grad_diff(knowing_model):
 
     model = copy.deepcopy(knowing_model)
     data = UnlearnData(PROTOCOL_EVAL, tiny.TEXTS[3:5], tiny.TEXTS[3:5])
-    config = UnlearnConfig(method="grad_diff", budget=1e9, max_epochs=3, track_kl=False)
+    config = UnlearnConfig(method="grad_diff", budget=1e9, max_epochs=3, track_kl=False, **tiny.PAPER_LOOP)
     unlearned = unlearn(model, tiny.tokenizer(), data, config, GradDiffConfig(step_norm=1.0), progress=False)
     forgotten = unlearned.history[-1].facts.answer_prob
     assert forgotten < unlearned.history.before.facts.answer_prob - 0.3  # 0.94 -> 0.10 at seed 0

@@ -7,8 +7,8 @@ in pure functions (losses, collapse, hooks, optim), not in parent classes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import ClassVar, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -19,11 +19,31 @@ from cir.data.batches import Batch
 
 @dataclass
 class MethodConfig:
-    """Base of every method's config dataclass (fields are each method's own)."""
+    """Base of every method's config dataclass (fields are each method's own).
+
+    Two class-level facts tell the shared loop how to scale a method's step (back-off, data size):
+    which fields are step sizes, and whether the weights move at every batch or once per epoch.
+    """
+
+    step_fields: ClassVar[tuple[str, ...]] = ("step_norm",)  # multiplied by the loop's step scale
+    updates_per_batch: ClassVar[bool] = True  # False: one update per epoch (no in-epoch check, no data scale)
+
+
+C = TypeVar("C", bound=MethodConfig)
+
+
+def scaled_step(config: C, scale: float) -> C:
+    """A copy of `config` with each of its step fields (that is set) multiplied by `scale`."""
+    if scale == 1.0:
+        return config
+    fields = {name: getattr(config, name) for name in config.step_fields}
+    return replace(config, **{name: value * scale for name, value in fields.items() if value is not None})
 
 
 class Method(Protocol):
     """One unlearning method, driven by the shared loop in `cir.unlearn`."""
+
+    config: MethodConfig  # the loop swaps in a copy with a scaled step between steps
 
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Cache what the method needs from the original model before any update."""

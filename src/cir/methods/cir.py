@@ -55,7 +55,9 @@ class Config(MethodConfig):
 
     forget_layers, k_act and k_grad left at None follow the model's shape (`shaped_defaults`); step
     norm and retain rate are the best of 8 `cir tune` trials on the demo model at the 1% budget
-    (benchmarks/demo-tune.db, trial 4, rounded), see benchmarks/README.md.
+    (benchmarks/demo-tune.db, trial 4, rounded), see benchmarks/README.md. That step, 0.1 per batch
+    at the demo's 38 forget batches an epoch, is 0.24 in the loop's default per-epoch meaning
+    (`UnlearnConfig.step_per`, 16 reference batches: 0.1 x 38 / 16).
     """
 
     forget_layers: list[int] | None = None  # MLP outputs the loss breaks; None = shaped_defaults [6..11]
@@ -64,7 +66,7 @@ class Config(MethodConfig):
     k_act: int | None = None  # input-side directions: mean + (k_act - 1) PCs; 0 = none [24]
     k_grad: int | None = None  # output-gradient-side directions, same rule [36]
     collapse: Literal["hard", "soft"] = "hard"  # hard removes the directions; soft shrinks PC i by λ_k/λ_i
-    step_norm: float = 0.1  # η, the norm of each whole forget update [0.2]
+    step_norm: float = 0.24  # η, the norm of each whole forget update at 16 batches an epoch [0.2]
     retain_lr: float = 0.2  # SGD learning rate of the retain step; 0 turns it off [3e-4]
     exact_pca: bool = False  # eigh instead of randomised PCA (slow; a test oracle)
     stats_on_cpu: bool = False  # keep each epoch's vectors on CPU (large models on a small GPU)

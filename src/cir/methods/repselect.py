@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from transformers import PreTrainedModel
@@ -52,6 +52,9 @@ class Config(MethodConfig):
     1 / batches; 1.0 was picked on the demo model (24 facts, 5 batches of 16, hard, k = 8: KL 0.004
     after 4 epochs). `step_norm` makes the step independent of that scale, like CIR's.
     """
+
+    step_fields: ClassVar[tuple[str, ...]] = ("lr", "step_norm")  # whichever sets the step
+    updates_per_batch: ClassVar[bool] = False  # one update per epoch, in end_epoch
 
     trained_layers: list[int] | None = None  # MLPs updated; None = every layer (the loss reads the logits)
     module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
