@@ -217,7 +217,11 @@ def test_retable_rebuilds_the_same_table_and_markdown(bench_out, tmp_path):
 def test_every_method_through_the_bench_with_each_attack(tmp_path, attack):
     files = tiny.write_workspace(tmp_path)
     out = files.root / "out"
-    fast = [a for a in tiny.FAST_BENCH_ARGS if attack != "few_shot" or not a.startswith("attack.")]
+    trains = attack not in ("few_shot", "quantize")  # the others have no epochs to shorten
+    fast = [a for a in tiny.FAST_BENCH_ARGS if trains or not a.startswith("attack.")]
+    setting = {"few_shot": "attack.shots=1", "quantize": "attack.formats=[Q8_0]"}.get(
+        attack, "attack.window=1"
+    )
     status = main(
         [
             "bench",
@@ -227,7 +231,7 @@ def test_every_method_through_the_bench_with_each_attack(tmp_path, attack):
             *("--out", str(out), "--device", "cpu"),
             *fast,
             f"bench.attack={attack}",
-            "attack.shots=1" if attack == "few_shot" else "attack.window=1",
+            setting,
         ]
     )
     assert status == 0

@@ -1,0 +1,131 @@
+"""The quantization attack: ship the unlearned model as a GGUF file and load it back; no training.
+
+A user who runs the model locally (llama.cpp, ollama) quantizes it first. The round trip erases any
+edit smaller than half a quantization step and restores a model that came from a GGUF file to the
+exact weights it had, so the most "non-disruptive" unlearning is the most exposed (method.md §7).
+Each configured block format (`cir.quant.BLOCK_FORMATS`) is applied in turn to every linear weight
+of the unlearned model, V is scored, and the weights are put back; the post-attack value is the worst
+case for the defender, the best format for the attacker. History: [as unlearned, one entry per
+format]. Its control, like every attack's, is the same round trip on the never-unlearned model
+(`benchmarks/attack_on_original.py` with `bench.attack: quantize` in its config): quantization alone
+moves a model's scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from cir.attacks.base import AttackConfig, attack_result, check_attack_facts
+from cir.config import require
+from cir.data.facts import Fact
+from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
+from cir.quant import BLOCK_FORMATS, linear_modules, round_trip
+from cir.records import AttackEpoch, AttackResult, FactScores
+from cir.registry import ATTACKS
+from cir.runtime import Stopwatch
+
+QUANTIZE_DEFINITION = (
+    "post-attack value = the attacker's best over the model as unlearned and its round trips through "
+    "{formats}: the max (the min for recall_loss) of the eval-fact metric"
+)
+
+
+@dataclass
+class Config(AttackConfig):
+    """Quantization attack settings."""
+
+    formats: list[str] = field(default_factory=lambda: list(BLOCK_FORMATS))  # GGUF block types, in order
+    mcq_format: McqFormat = "choice"  # "letter" for models that follow A-D prompts
+    eval_batch_size: int = 16  # prompts per forward pass
+
+    def __post_init__(self) -> None:
+        """Check the formats.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "attack",
+            [
+                (
+                    "formats",
+                    f"a non-empty list of {list(BLOCK_FORMATS)}",
+                    bool(self.formats) and set(self.formats) <= set(BLOCK_FORMATS),
+                ),
+                ("mcq_format", f"one of {list(MCQ_FORMATS)}", self.mcq_format in MCQ_FORMATS),
+                ("eval_batch_size", ">= 1", self.eval_batch_size >= 1),
+            ],
+        )
+
+
+@ATTACKS.register("quantize", Config, "GGUF round trip of every linear weight (Q8_0 ... Q4_0), no training")
+class Quantize:
+    """Score V on the model as unlearned, then after each format's round trip."""
+
+    trajectory_axis = "attack: 0 = as unlearned, then one GGUF block format each"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
+        """Refuse an empty or overlapping T/V pair (T is not used, but the bench passes one).
+
+        Raises:
+            DataError: if T or V is empty or they overlap.
+        """
+        check_attack_facts(train_facts, eval_facts)
+
+    def run(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_facts: list[Fact],
+        eval_facts: list[Fact],
+        progress: bool = True,
+        label: str | None = None,
+    ) -> AttackResult:
+        """Score V as unlearned (epoch 0), then after each format's round trip (epochs 1..F).
+
+        The weights are put back after each format, so the model leaves as it came. A few scorings
+        need no bar: `progress` and `label` are unused.
+
+        Raises:
+            DataError: as `check`.
+        """
+        self.check(train_facts, eval_facts)
+        config = self.config
+        modules = linear_modules(model)
+        originals = {name: m.weight.detach().clone() for name, m in modules.items()}
+        history, skipped = [], {}
+        with Stopwatch() as watch:
+            history.append(AttackEpoch(0, self._score(model, tokenizer, eval_facts), None, watch.seconds))
+            try:
+                for epoch, name in enumerate(config.formats, start=1):
+                    skipped[name] = round_trip(model, name).skipped
+                    scores = self._score(model, tokenizer, eval_facts)
+                    history.append(AttackEpoch(epoch, scores, None, watch.seconds))
+                    _restore(modules, originals)
+            finally:
+                _restore(modules, originals)
+        details = {"formats": list(config.formats), "skipped": skipped}
+        definition = QUANTIZE_DEFINITION.format(formats=", ".join(config.formats))
+        return attack_result(
+            config, history, 1, "done", watch.seconds, details=details, definition=definition
+        )
+
+    def _score(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]
+    ) -> FactScores:
+        return evaluate_facts(model, tokenizer, facts, self.config.mcq_format, self.config.eval_batch_size)
+
+
+@torch.no_grad()
+def _restore(modules: dict[str, nn.Module], originals: dict[str, torch.Tensor]) -> None:
+    for name, module in modules.items():
+        module.weight.copy_(originals[name])

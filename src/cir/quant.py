@@ -1,0 +1,91 @@
+"""GGUF block quantization round trips: what shipping a model as a llama.cpp file does to its weights.
+
+A block format stores each run of 32 consecutive weights of a row as small integers and one or two
+per-block floats (scale, and for the `_1` types a minimum). Quantizing and de-quantizing maps every
+weight onto its block's grid, so an edit smaller than half a grid step is erased, and weights that
+already lie on the grid (a model de-quantized from a GGUF file) come back exactly (method.md §7,
+Zhang et al. arXiv 2410.16454). The arithmetic is the `gguf` package's (`gguf.quants`), the
+reference implementation llama.cpp's own converter uses; nothing here re-implements it.
+
+GGUF quantizes along a tensor's contiguous row, which for a linear layer is the input dimension:
+`nn.Linear` stores (d_out, d_in) and is quantized as it is; GPT-2's `Conv1D` stores (d_in, d_out) and
+is transposed first. A weight whose rows are not a whole number of blocks is left as it is (llama.cpp
+falls back to another type for such tensors) and named in the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.quants import dequantize, quantize
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from cir.errors import ConfigError
+
+BLOCK_FORMATS = ("Q8_0", "Q5_0", "Q5_1", "Q4_1", "Q4_0")  # the llama.cpp block types gguf can write
+
+
+def quant_type(name: str) -> GGMLQuantizationType:
+    """The GGML type of a block format's name.
+
+    Raises:
+        ConfigError: for a name that is not one of BLOCK_FORMATS.
+    """
+    if name not in BLOCK_FORMATS:
+        raise ConfigError(f"unknown quantization format {name!r}; known: {', '.join(BLOCK_FORMATS)}")
+    return GGMLQuantizationType[name]
+
+
+def round_trip_rows(weight: torch.Tensor, name: str) -> torch.Tensor:
+    """`weight` (rows along its last dimension) quantized to format `name` and back, same dtype and device.
+
+    Raises:
+        ConfigError: for an unknown format, or rows that are not a whole number of blocks.
+    """
+    qtype = quant_type(name)
+    block = GGML_QUANT_SIZES[qtype][0]
+    if weight.shape[-1] % block:
+        raise ConfigError(f"{name} needs rows of a multiple of {block} values, got {weight.shape[-1]}")
+    values = weight.detach().to("cpu", torch.float32).numpy()
+    restored = dequantize(quantize(np.ascontiguousarray(values), qtype), qtype)
+    return torch.from_numpy(restored.reshape(values.shape)).to(weight.device, weight.dtype)
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """What `round_trip` did: the weights it quantized and those it left as they were."""
+
+    quantized: list[str]  # module names
+    skipped: list[str]  # rows not a whole number of blocks
+
+
+def linear_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every linear layer (nn.Linear, GPT-2's Conv1D) by name; a weight tied to another is listed once."""
+    seen: set[int] = set()
+    modules = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, Conv1D)) and id(module.weight) not in seen:
+            seen.add(id(module.weight))
+            modules[name] = module
+    return modules
+
+
+@torch.no_grad()
+def round_trip(model: nn.Module, name: str) -> RoundTrip:
+    """Quantize every linear weight of `model` to format `name` and back, in place."""
+    quantized, skipped = [], []
+    block = GGML_QUANT_SIZES[quant_type(name)][0]
+    for module_name, module in linear_modules(model).items():
+        transposed = isinstance(module, Conv1D)
+        rows = module.weight.T if transposed else module.weight
+        if rows.shape[-1] % block:
+            skipped.append(module_name)
+            continue
+        restored = round_trip_rows(rows, name)
+        module.weight.copy_(restored.T if transposed else restored)
+        quantized.append(module_name)
+    return RoundTrip(quantized, skipped)

@@ -1,0 +1,58 @@
+"""GGUF block round trips: exact on weights already on the grid, and they erase sub-half-step edits."""
+
+import pytest
+import torch
+
+import tiny
+from cir.errors import ConfigError
+from cir.quant import BLOCK_FORMATS, linear_modules, round_trip, round_trip_rows
+
+# the grid step of one block of 32 values, as llama.cpp's reference quantizers set it
+STEPS = {
+    "Q8_0": lambda b: b.abs().max() / 127,
+    "Q4_0": lambda b: b.abs().max() / 8,
+    "Q4_1": lambda b: (b.max() - b.min()) / 15,
+}
+
+
+def weights(model):
+    return {n: m.weight.detach().clone() for n, m in linear_modules(model).items()}
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("name", BLOCK_FORMATS)
+def test_a_second_round_trip_changes_nothing(arch, name):
+    model = tiny.model(arch)
+    before = weights(model)
+    first = round_trip(model, name)
+    assert first.quantized and not first.skipped
+    once = weights(model)
+    assert any(not torch.equal(before[n], once[n]) for n in once)  # the first moved the weights
+    round_trip(model, name)
+    assert all(torch.equal(once[n], w) for n, w in weights(model).items())
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_an_edit_under_half_a_step_is_erased(name):
+    generator = torch.Generator().manual_seed(0)
+    grid = round_trip_rows(torch.randn(8, 64, generator=generator), name)
+    edited = grid.clone()
+    for row in range(grid.shape[0]):
+        for start in range(0, grid.shape[1], 32):
+            block = grid[row, start : start + 32]
+            step = STEPS[name](block)
+            inner = (block != block.max()) & (block != block.min())  # keep the block's range, so its scale
+            shift = (torch.rand(32, generator=generator) - 0.5) * 0.6 * step  # |shift| < 0.3 step
+            edited[row, start : start + 32] += torch.where(inner, shift, torch.zeros(32))
+    assert not torch.equal(edited, grid)
+    assert torch.equal(round_trip_rows(edited, name), grid)
+
+
+def test_rows_that_are_not_whole_blocks_are_refused_or_skipped():
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        round_trip_rows(torch.zeros(4, 40), "Q8_0")
+    with pytest.raises(ConfigError, match="unknown quantization format 'Q3_K'"):
+        round_trip_rows(torch.zeros(4, 32), "Q3_K")
+    model = tiny.model("llama", width=48)  # 48-wide inputs: not whole blocks of 32
+    result = round_trip(model, "Q8_0")
+    assert result.skipped and all(linear_modules(model)[n].weight.shape[-1] % 32 for n in result.skipped)
