@@ -420,3 +420,24 @@ def test_summary_records_the_shape_rule_values_not_none(workspace):
     method = json.loads((out / "summary.json").read_text())["config"]["method"]
     # a 3-layer, 32-wide model: the window at 20% of depth, 3/16 of the width
     assert method["forget_layers"] == [0, 1, 2] and (method["k_act"], method["k_grad"]) == (6, 6)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "--facts", "{bad}"],
+        ["unlearn", "--forget", "{bad}", "--out", "{out}"],
+        ["run", "--train", "{bad}", "--eval", "{bad}", "--out", "{out}"],
+        ["bench", "--facts", "{bad}", "--out", "{out}"],
+        ["tune", "--method", "cir", "--facts", "{bad}"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_bad_fact_file_is_named_before_the_demo_model_is_built(tmp_path, capsys, command):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 0, "sentences": ["S."]}\n{oops\n')
+    cache = tmp_path / "cache"
+    args = [a.format(bad=bad, out=tmp_path / "out") for a in command]
+    assert main([*args, "--cache-dir", str(cache)]) != 0
+    assert f"{bad}:2" in capsys.readouterr().err
+    assert not cache.exists()  # nothing was built

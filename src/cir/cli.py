@@ -266,15 +266,17 @@ def cmd_world_build(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    """`cir eval`: every fact file is read before the model loads."""
+    """`cir eval`: every fact file is read before the model loads (or the demo model is built)."""
+    given = {str(path): load_facts(path) for path in args.facts or []}
+    given_general = {str(args.general): load_texts(args.general)} if args.general is not None else {}
     if args.model is None:
         paths = build_demo(cache_dir=args.cache_dir)
         facts_files = args.facts or [paths.forget_train, paths.forget_val, paths.retain]
         general = args.general or paths.general_eval
     else:
         facts_files, general = args.facts or [], args.general
-    facts = {str(path): load_facts(path) for path in facts_files}
-    general_texts = {str(general): load_texts(general)} if general is not None else {}
+    facts = given or {str(path): load_facts(path) for path in facts_files}
+    general_texts = given_general or ({str(general): load_texts(general)} if general is not None else {})
     if args.model is None:
         model, tokenizer = load_demo(paths, args.device)
     else:
