@@ -219,9 +219,11 @@ def test_every_method_through_the_bench_with_each_attack(tmp_path, attack):
     out = files.root / "out"
     trains = attack not in ("few_shot", "quantize")  # the others have no epochs to shorten
     fast = [a for a in tiny.FAST_BENCH_ARGS if trains or not a.startswith("attack.")]
-    setting = {"few_shot": "attack.shots=1", "quantize": "attack.formats=[Q8_0]"}.get(
-        attack, "attack.window=1"
-    )
+    setting = {
+        "few_shot": "attack.shots=1",
+        "quantize": "attack.formats=[Q8_0]",
+        "other_data": f"attack.texts={files.general}",
+    }.get(attack, "attack.window=1")
     status = main(
         [
             "bench",

@@ -435,7 +435,9 @@ def test_summary_records_the_shape_rule_values_not_none(workspace):
 )
 def test_a_bad_fact_file_is_named_before_the_demo_model_is_built(tmp_path, capsys, command):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 0, "sentences": ["S."]}\n{oops\n')
+    bad.write_text(
+        '{"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 0, "sentences": ["S."]}\n{oops\n'
+    )
     cache = tmp_path / "cache"
     args = [a.format(bad=bad, out=tmp_path / "out") for a in command]
     assert main([*args, "--cache-dir", str(cache)]) != 0

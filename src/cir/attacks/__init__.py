@@ -1,3 +1,3 @@
 """Relearning attacks. Importing this package registers each one in `cir.registry.ATTACKS`."""
 
-from cir.attacks import few_shot, finetune, lora, quantize  # noqa: F401  (imported to register)
+from cir.attacks import few_shot, finetune, lora, other_data, quantize  # noqa: F401  (imported to register)

@@ -29,7 +29,7 @@ from cir.attacks.relearn import (
     train_epochs,
     verify_changes,
 )
-from cir.data.facts import Fact
+from cir.data.facts import Fact, fact_sentences
 from cir.evals.scores import McqFormat
 from cir.modules import freeze_all_but
 from cir.records import AttackResult
@@ -68,9 +68,14 @@ class Finetune:
     """Full fine-tuning of the claimed parameters on the train facts' sentences."""
 
     trajectory_axis = "attack epoch (fine-tuning on T)"
+    name = "finetune"  # in bars and messages
 
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    def train_texts(self, train_facts: Sequence[Fact]) -> list[str]:
+        """What the attack trains on: T's sentences (the first `sentences_per_fact` of each)."""
+        return fact_sentences(train_facts, self.config.sentences_per_fact)
 
     def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
         """Refuse an empty T or V, or a T/V pair that overlaps.
@@ -104,14 +109,15 @@ class Finetune:
         seed_everything(plan.seed)
         claimed = claimed_parameters(model, self.config.trained)
         snapshot = cpu_snapshot(dict(model.named_parameters()))
-        desc = f"{label} finetune" if label else "finetune"
+        desc = f"{label} {self.name}" if label else self.name
         with Stopwatch() as watch, preserved_state(model):
             freeze_all_but(model, list(claimed.values()))
+            texts = self.train_texts(train_facts)
             history, stop_reason = train_epochs(
-                model, tokenizer, list(claimed.values()), train_facts, eval_facts, plan, progress, desc
+                model, tokenizer, list(claimed.values()), texts, eval_facts, plan, progress, desc
             )
         changes = verify_changes(
-            list(claimed), changed_parameters(dict(model.named_parameters()), snapshot), "finetune"
+            list(claimed), changed_parameters(dict(model.named_parameters()), snapshot), self.name
         )
         return attack_result(
             self.config, history, plan.window, stop_reason, watch.seconds, list(claimed), changes

@@ -29,7 +29,7 @@ from cir.attacks.relearn import (
     train_epochs,
     verify_changes,
 )
-from cir.data.facts import Fact
+from cir.data.facts import Fact, fact_sentences
 from cir.errors import ConfigError
 from cir.evals.scores import McqFormat
 from cir.modules import freeze_all_but, mlp_modules
@@ -113,8 +113,9 @@ class Lora:
         ):
             freeze_all_but(model, list(adapter.values()))
             start = cpu_snapshot(adapter)
+            texts = fact_sentences(train_facts, plan.sentences_per_fact)
             history, stop_reason = train_epochs(
-                model, tokenizer, list(adapter.values()), train_facts, eval_facts, plan, progress, desc
+                model, tokenizer, list(adapter.values()), texts, eval_facts, plan, progress, desc
             )
             moved = changed_parameters(adapter, start)
         moved += changed_parameters(dict(model.named_parameters()), base)  # the base: should stay empty

@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from cir.attacks.base import AttackConfig
 from cir.config import require
 from cir.data.batches import Batch, encode, pad, pad_id
-from cir.data.facts import Fact, fact_sentences
+from cir.data.facts import Fact
 from cir.errors import ModelError
 from cir.evals.metrics import model_device
 from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
@@ -141,13 +141,13 @@ def train_epochs(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     parameters: Sequence[nn.Parameter],
-    train_facts: Sequence[Fact],
+    train_texts: Sequence[str],
     eval_facts: Sequence[Fact],
     plan: TrainPlan,
     progress: bool,
     desc: str,
 ) -> tuple[list[AttackEpoch], str]:
-    """Train `parameters` on T's sentences for `plan.epochs`, scoring V before and after each epoch.
+    """Train `parameters` on `train_texts` (T's sentences) for `plan.epochs`, scoring V before and after each.
 
     Each epoch reshuffles the sentences with a generator seeded once by `plan.seed`. Entry e of the
     history holds V's scores after epoch e, the mean batch loss of the epoch's steps (entry 0: of the
@@ -158,7 +158,7 @@ def train_epochs(
         The history and the stop reason, "epochs" or "interrupted".
     """
     device = model_device(model)
-    rows = encode(tokenizer, fact_sentences(train_facts, plan.sentences_per_fact), plan.max_length)
+    rows = encode(tokenizer, list(train_texts), plan.max_length)
     generator = torch.Generator().manual_seed(plan.seed)
     optimizer = make_optimizer(parameters, plan)
 
