@@ -56,3 +56,47 @@ def test_rows_that_are_not_whole_blocks_are_refused_or_skipped():
     model = tiny.model("llama", width=48)  # 48-wide inputs: not whole blocks of 32
     result = round_trip(model, "Q8_0")
     assert result.skipped and all(linear_modules(model)[n].weight.shape[-1] % 32 for n in result.skipped)
+
+
+def test_unlearning_held_on_a_grid_is_left_unchanged_by_its_round_trip():
+    import cir.methods  # noqa: F401  (registers the methods)
+    from cir.attacks.quantize import Config as QuantizeConfig
+    from cir.attacks.quantize import Quantize
+    from cir.methods.grad_diff import Config as GradDiffConfig
+    from cir.unlearn import UnlearnConfig, UnlearnData, unlearn
+
+    data = UnlearnData(list(tiny.FACTS), tiny.TEXTS[3:5], tiny.TEXTS[3:])
+    train, evaluated = list(tiny.FACTS[:2]), list(tiny.FACTS[2:])
+    scores = {}
+    for quant_format in (None, "Q4_1"):
+        config = UnlearnConfig(
+            method="grad_diff",
+            budget=1e9,
+            max_epochs=3,
+            batch_size=1,
+            track_kl=False,
+            quant_format=quant_format,
+        )
+        model = tiny.model("llama", layers=3)
+        round_trip(model, "Q4_1")  # as if de-quantized from a Q4_1 GGUF file, like the built-in SmolLM2
+        start = weights(model)
+        result = unlearn(
+            model, tiny.tokenizer(), data, config, GradDiffConfig(step_norm=0.05), progress=False
+        )
+        trained = {n: m.weight.detach().clone() for n, m in linear_modules(model).items() if "mlp" in n}
+        attacked = Quantize(QuantizeConfig(formats=["Q4_1"])).run(
+            model, tiny.tokenizer(), train, evaluated, False
+        )
+        scores[quant_format] = attacked.history
+        if quant_format is not None:
+            on_grid = tiny.model("llama", layers=3)
+            round_trip(on_grid, "Q4_1")
+            assert any(
+                not torch.equal(trained[n], weights(on_grid)[n]) for n in trained
+            )  # it moved off Q(W0)
+            round_trip(model, "Q4_1")
+            assert all(torch.equal(trained[n], weights(model)[n]) for n in trained)  # on the grid: fixed
+        else:
+            assert any(not torch.equal(start[n], trained[n]) for n in trained)
+    assert scores["Q4_1"][1].facts == scores["Q4_1"][0].facts  # the round trip changes nothing
+    assert scores[None][1].facts != scores[None][0].facts  # without the grid it does

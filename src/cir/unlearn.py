@@ -35,6 +35,7 @@ from cir.data.facts import Fact, fact_sentences
 from cir.evals.metrics import loss_and_kl, reference_logprobs
 from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
 from cir.methods.base import Method, MethodConfig, scaled_step
+from cir.quant import BLOCK_FORMATS, GridWeights
 from cir.records import BackOff, Disruption, EpochRecord, FactScores, UnlearnHistory
 from cir.registry import METHODS
 from cir.runtime import interrupt_flag, seed_everything
@@ -56,6 +57,7 @@ class UnlearnConfig:
     backoff_factor: float = 0.5  # the step is multiplied by this at each back-off
     step_per: Literal["epoch", "batch"] = "epoch"  # what step_norm is fixed per (see the module docstring)
     reference_batches: int = 16  # with step_per=epoch: batches per epoch at which a step is step_norm
+    quant_format: str | None = None  # hold the trained weights on this GGUF grid (`cir.quant.GridWeights`)
     max_epochs: int = 20  # stop here even if still within budget
     batch_size: int = 16  # forget (and retain) texts per step [paper 32]
     sentences_per_fact: int = 3  # forget sentences per fact [paper 3]
@@ -84,6 +86,11 @@ class UnlearnConfig:
                 ("backoff_factor", "in (0, 1)", 0 < self.backoff_factor < 1),
                 ("step_per", "epoch or batch", self.step_per in ("epoch", "batch")),
                 ("reference_batches", ">= 1", self.reference_batches >= 1),
+                (
+                    "quant_format",
+                    f"null or one of {list(BLOCK_FORMATS)}",
+                    self.quant_format is None or self.quant_format in BLOCK_FORMATS,
+                ),
                 ("max_epochs", ">= 1", self.max_epochs >= 1),
                 ("batch_size", ">= 1", self.batch_size >= 1),
                 ("sentences_per_fact", ">= 1", self.sentences_per_fact >= 1),
@@ -214,9 +221,12 @@ def unlearn(
         history = UnlearnHistory([EpochRecord(0, facts, disruption, {}, clock.seconds, checks.seconds)])
         budget = policy.bound(disruption.value(policy.metric))
         snapshots = EpochSnapshots(method.trained_parameters(), keep_every_epoch)
+        grid = None  # after the baseline: the budget is relative to the model as given
+        if config.quant_format is not None:
+            grid = GridWeights(model, method.trained_parameters(), config.quant_format)
         data_scale = config.data_scale(base, len(forget))
         subset_budget = policy.bound(subset_before)
-        loop = _Loop(method, base, probe, policy, budget, subset_budget, snapshots, clock, checks)
+        loop = _Loop(method, base, probe, policy, budget, subset_budget, snapshots, clock, checks, grid)
         bar = (label or config.method) if progress else None
         stop_reason, kept = loop.run(history, len(forget), len(retain), config, data_scale, on_epoch, bar)
     finally:
@@ -253,6 +263,7 @@ class _Loop:
     snapshots: EpochSnapshots  # weights of each kept epoch (verified on the full text)
     clock: _Clock
     checks: _Clock  # the budget checks' share of the clock
+    grid: GridWeights | None = None  # with unlearn.quant_format: commits before every measurement
     scale: float = 1.0
     backoffs: list[BackOff] = field(default_factory=list)  # the current epoch's
 
@@ -290,24 +301,27 @@ class _Loop:
                             break
                         if interval is None or (index + 1) % interval or index + 1 == forget_count:
                             continue
+                        self._commit()
                         if self._subset_within(epoch, index + 1, restored):
                             checkpoint.save(0)
                             restored = index + 1
                         elif self._exhausted(history):
                             break  # no back-off left: the epoch ends here, over budget
                         else:
-                            checkpoint.restore(0)
+                            self._restore(checkpoint, 0)
                     sums.update(self.method.end_epoch(epoch - 1))
                 if interrupted.is_set():
-                    self.snapshots.restore(kept)
+                    self._restore(self.snapshots, kept)
                     return "interrupted", kept
+                with self.clock:
+                    self._commit()
                 with self.clock, self.checks:
                     disruption = self.probe.disruption()
                 value = disruption.value(self.policy.metric)
                 within = self.budget.allows(value)
                 rolled_back = False
                 if not within and restored > 0:  # back to the last in-epoch weights that passed a check
-                    checkpoint.restore(0)
+                    self._restore(checkpoint, 0)
                     with self.clock, self.checks:
                         disruption = self.probe.disruption()  # verified in full: they may be kept
                     within, rolled_back = self.budget.allows(disruption.value(self.policy.metric)), True
@@ -318,11 +332,21 @@ class _Loop:
                     self.snapshots.save(epoch)
                     kept = epoch
                 else:
-                    self.snapshots.restore(kept)
+                    self._restore(self.snapshots, kept)
                 checkpoint.save(0)
                 if self._exhausted(history):
                     return "budget", kept  # a breach with no back-off left
         return "max_epochs", kept
+
+    def _commit(self) -> None:
+        """Put the updates since the last measurement on the grid (with unlearn.quant_format)."""
+        if self.grid is not None:
+            self.grid.commit()
+
+    def _restore(self, snapshots: EpochSnapshots, key: int) -> None:
+        snapshots.restore(key)
+        if self.grid is not None:
+            self.grid.reset()  # the restored weights are on the grid; sub-step progress since is dropped
 
     def _subset_within(self, epoch: int, step: int, restored: int) -> bool:
         """The in-epoch check: the subset, and the full text to confirm a breach the subset finds.
