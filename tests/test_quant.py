@@ -80,9 +80,7 @@ def test_unlearning_held_on_a_grid_is_left_unchanged_by_its_round_trip():
         model = tiny.model("llama", layers=3)
         round_trip(model, "Q4_1")  # as if de-quantized from a Q4_1 GGUF file, like the built-in SmolLM2
         start = weights(model)
-        result = unlearn(
-            model, tiny.tokenizer(), data, config, GradDiffConfig(step_norm=0.05), progress=False
-        )
+        unlearn(model, tiny.tokenizer(), data, config, GradDiffConfig(step_norm=0.05), progress=False)
         trained = {n: m.weight.detach().clone() for n, m in linear_modules(model).items() if "mlp" in n}
         attacked = Quantize(QuantizeConfig(formats=["Q4_1"])).run(
             model, tiny.tokenizer(), train, evaluated, False

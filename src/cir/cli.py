@@ -20,8 +20,10 @@ from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
 from cir.errors import CirError
 from cir.evals.scores import MCQ_FORMATS, score_files
+from cir.export import WRITABLE, export_gguf, template_path
 from cir.fact_sets import FactSetConfig, build_fact_sets
 from cir.model_io import load_model
+from cir.outputs import check_output_dir
 from cir.pipeline import Inputs, raw_config, run, run_attack, run_unlearn
 from cir.real_demo import fact_sets_markdown, run_real_demo
 from cir.registry import ATTACKS, METHODS
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cir", description="Robust, non-disruptive unlearning (CIR).")
     commands = parser.add_subparsers(dest="command", required=True)
     adders = (_add_world, _add_facts, _add_eval, _add_unlearn, _add_attack, _add_run, _add_bench, _add_tune)
-    for add in (*adders, _add_demo):
+    for add in (*adders, _add_export, _add_demo):
         add(commands)
     commands.add_parser("methods", help="list the unlearning methods").set_defaults(handler=cmd_methods)
     commands.add_parser("attacks", help="list the attacks").set_defaults(handler=cmd_attacks)
@@ -123,6 +125,23 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     _model_args(evaluate)
     _cache_arg(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export", help="write an unlearned model as a GGUF file (llama.cpp, ollama)")
+    export.add_argument("--model", required=True, help="the unlearned model folder")
+    export.add_argument("--gguf", action="store_true", required=True, help="the format (the only one)")
+    export.add_argument(
+        "--template", required=True, help="the GGUF file (or built-in name) the model was converted from"
+    )
+    export.add_argument(
+        "--type", default="like_input", choices=WRITABLE, help="each tensor's type (default: the template's)"
+    )
+    export.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    export.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _model_args(export)
+    _cache_arg(export)
+    export.set_defaults(handler=cmd_export)
 
 
 def _add_unlearn(commands: argparse._SubParsersAction) -> None:
@@ -289,6 +308,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(json.dumps(results, indent=2))
         return
     print(eval_table(results))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """`cir export --gguf`: checks the template and the output folder before the model loads."""
+    template_path(args.template)
+    check_output_dir(args.out, args.force, protected=[Path(args.model)])
+    model, _ = load_model(args.model, "cpu", "float32", args.trust_remote_code, None, args.cache_dir)
+    summary = export_gguf(model, args.template, args.out, args.type, args.force, args.cache_dir)
+    print(
+        f"wrote {summary.gguf}: {len(summary.changed)} tensors from the model, {len(summary.copied)} copied "
+        f"from {summary.template}, {len(summary.requantized)} re-quantized"
+    )
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:

