@@ -411,3 +411,13 @@ def test_markdown_shows_the_seeds_a_ratio_counts(bench_out):
     assert "| 20.00 (1 of 3 seeds) |" in bench_markdown(results)
     row.update(ratio_seeds=3)
     assert "| 20.00 |" in bench_markdown(results)
+
+
+def test_a_fact_without_the_prior_field_is_an_error_not_dropped():
+    from cir.bench import BenchConfig, known_facts
+
+    with_prior = [replace(f, extra={"prior": 0.9}) for f in tiny.FACTS[:2]]
+    config = BenchConfig(prior_field="prior", known_threshold=0.5)
+    assert known_facts(None, with_prior, config, "choice") == with_prior
+    with pytest.raises(DataError, match="no numeric field 'prior'"):
+        known_facts(None, [*with_prior, tiny.FACTS[2]], config, "choice")

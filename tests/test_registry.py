@@ -67,3 +67,13 @@ def test_every_attack_says_what_its_steps_are():
     for name in ATTACKS.names():
         axis = ATTACKS.get(name).build.trajectory_axis
         assert isinstance(axis, str) and axis.startswith("attack"), name
+
+
+def test_a_config_of_another_class_is_refused_at_build():
+    import cir.methods  # noqa: F401  (registers the methods)
+    from cir.methods.grad_diff import Config as GradDiffConfig
+    from cir.methods.npo import Config as NPOConfig
+
+    with pytest.raises(ConfigError, match=r"method 'npo' is configured by cir\.methods\.npo\.Config"):
+        METHODS.build("npo", GradDiffConfig())
+    assert METHODS.build("npo", NPOConfig()).config == NPOConfig()

@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 from cir.attacks.base import Attack, AttackConfig
 from cir.budget import last_epoch_within
 from cir.config import from_dict, merge, require, split_sections, to_dict
-from cir.data.facts import Fact, split_facts
+from cir.data.facts import Fact, filter_known, split_facts
 from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
 from cir.evals.scores import evaluate_facts
@@ -84,7 +84,7 @@ class BenchConfig:
 def known_facts(loaded: Loaded, facts: Sequence[Fact], config: BenchConfig, mcq_format: str) -> list[Fact]:
     """Facts the model knows before unlearning: prior acc_t1 >= threshold (field or measured)."""
     if config.prior_field is not None:
-        return [f for f in facts if f.extra.get(config.prior_field, 0.0) >= config.known_threshold]
+        return filter_known(facts, config.prior_field, config.known_threshold)
     scores = MCQ_SCORERS[mcq_format](loaded.model, loaded.tokenizer, facts, 16, "right").per_fact_t1
     return [f for f, p in zip(facts, scores, strict=True) if p >= config.known_threshold]
 

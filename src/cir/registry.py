@@ -80,8 +80,19 @@ class Registry:
         return sorted(self._entries)
 
     def build(self, name: str, config: Any) -> Any:
-        """Build the component `name` from its config dataclass."""
-        return self.get(name).build(config)
+        """Build the component `name` from its config dataclass.
+
+        Raises:
+            ConfigError: for an unknown name, or a config of another class than the entry's (which
+                would otherwise fail mid-run on the first field it lacks).
+        """
+        entry = self.get(name)
+        if not isinstance(config, entry.config_class):
+            raise ConfigError(
+                f"{self.kind} {name!r} is configured by {entry.config_class.__module__}."
+                f"{entry.config_class.__name__}, got a {type(config).__module__}.{type(config).__name__}"
+            )
+        return entry.build(config)
 
 
 METHODS = Registry("method")

@@ -196,7 +196,7 @@ def unlearn(
     """
     seed_everything(config.seed)
     entry = METHODS.get(config.method)
-    method: Method = entry.build(method_config if method_config is not None else entry.config_class())
+    method: Method = METHODS.build(config.method, method_config or entry.config_class())
     device = next(model.parameters()).device
     forget = _batches(tokenizer, fact_sentences(data.forget_facts, config.sentences_per_fact), config, device)
     retain = _batches(tokenizer, data.retain_texts, config, device)
