@@ -49,7 +49,7 @@ class BenchConfig:
         default_factory=lambda: ["cir", "mlp_breaking", "grad_diff", "circuit_breakers"]
     )
     budgets: list[float] = field(default_factory=lambda: [0.001, 0.01])  # relative general-loss rises
-    seeds: int = 3  # seeds 0..seeds-1: each its own T/V split, data order and attack shuffle
+    seeds: int = 3  # seeds 0..seeds-1: each its own T/V split and unlearning data order (attack seed: its own)
     attack: str = "finetune"  # a registered attack (`cir attacks`)
     val_fraction: float = 0.2  # share of known facts in V
     known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
