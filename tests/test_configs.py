@@ -25,6 +25,7 @@ def test_the_expected_files_are_found():
         "smollm2_bench_all_facts.yaml",
         "smollm2_bench_few_shot.yaml",
         "smollm2_bench_lora.yaml",
+        "smollm2_bench_quantize.yaml",
         "smollm2_bench_repselect_kl.yaml",
         "smollm2_bench_rest.yaml",
         "smollm2_first.yaml",
@@ -39,7 +40,8 @@ def test_shipped_config_builds(path):
     if "bench" in raw:
         bench, loop, attack, overrides = bench_configs(raw)
         assert set(overrides) <= set(bench.methods) and bench.seeds >= 1 and loop.max_epochs >= 1
-        assert attack.epochs >= 1 if bench.attack != "few_shot" else attack.shots >= 1
+        sized = {"few_shot": lambda a: a.shots >= 1, "quantize": lambda a: bool(a.formats)}
+        assert sized.get(bench.attack, lambda a: a.epochs >= 1)(attack)
         if path.stem.startswith("smollm2") and bench.attack == "finetune":
             # the attack of method.md section 9, sized for a pretrained model
             assert (attack.optimizer, attack.lr, attack.epochs, attack.trained) == ("adamw", 3e-5, 6, "mlp")
