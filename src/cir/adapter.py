@@ -38,7 +38,7 @@ def lora_adapter(
     modules = dict(model.named_modules())
     lora_config = LoraConfig(
         r=rank,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates an int, uses it as a float
         lora_dropout=0.0,  # the model runs in eval mode while adapted, where dropout is inert anyway
         target_modules=list(targets),
         fan_in_fan_out=any(isinstance(modules[name], Conv1D) for name in targets),

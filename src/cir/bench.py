@@ -26,7 +26,7 @@ from cir.config import from_dict, merge, require, split_sections, to_dict
 from cir.data.facts import Fact, filter_known, split_facts
 from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
-from cir.evals.scores import evaluate_facts
+from cir.evals.scores import McqFormat, evaluate_facts
 from cir.methods.base import MethodConfig
 from cir.modules import ModelShape, model_shape
 from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
@@ -49,7 +49,7 @@ class BenchConfig:
         default_factory=lambda: ["cir", "mlp_breaking", "grad_diff", "circuit_breakers"]
     )
     budgets: list[float] = field(default_factory=lambda: [0.001, 0.01])  # relative general-loss rises
-    seeds: int = 3  # seeds 0..seeds-1: each its own T/V split and unlearning data order (attack seed: its own)
+    seeds: int = 3  # seeds 0..seeds-1: each its own T/V split and unlearning order (not the attack's seed)
     attack: str = "finetune"  # a registered attack (`cir attacks`)
     val_fraction: float = 0.2  # share of known facts in V
     known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
@@ -241,7 +241,7 @@ def tuned_studies(bench: BenchConfig, tuned: Tuned) -> dict[str, dict[float, Map
     for name in bench.methods:
         own = {b: tuned[name][b] for b in bench.budgets if b in tuned.get(name, {})}
         if own:
-            nearest = {b: min(own, key=lambda t, b=b: (abs(t - b), -t)) for b in bench.budgets}
+            nearest = {b: min(own, key=lambda t, b=b: (abs(t - b), -t)) for b in bench.budgets}  # type: ignore[misc]
             chosen[name] = {b: own[nearest[b]] for b in bench.budgets}
     return chosen
 
@@ -288,7 +288,7 @@ class Selectivity:
 
     facts: list[Fact]
     before: FactScores
-    mcq_format: str
+    mcq_format: McqFormat
     batch_size: int
 
     @classmethod

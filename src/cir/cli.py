@@ -19,7 +19,7 @@ from cir.config import merge, split_overrides
 from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
 from cir.errors import CirError
-from cir.evals.scores import MCQ_FORMATS, score_files
+from cir.evals.scores import MCQ_FORMATS, McqFormat, score_files
 from cir.export import WRITABLE, export_gguf, template_path
 from cir.fact_sets import FactSetConfig, build_fact_sets
 from cir.model_io import load_model
@@ -302,7 +302,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         model, tokenizer = load_model(
             args.model, args.device, args.dtype, args.trust_remote_code, args.device_map, args.cache_dir
         )
-    formats = MCQ_FORMATS if args.format == "both" else (args.format,)
+    formats: tuple[McqFormat, ...] = MCQ_FORMATS if args.format == "both" else (args.format,)
     results = score_files(model, tokenizer, facts, formats, general_texts)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -228,7 +228,7 @@ def _coerce(value: Any, hint: Any, where: str, errors: list[str]) -> Any:
         item_hint = args[0] if args else Any
         items = [_coerce(v, item_hint, f"{where}[{i}]", errors) for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where, errors)
     if hint is Any:
         return value

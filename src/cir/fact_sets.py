@@ -85,7 +85,7 @@ class FactSetPaths:
         names = ["forget", "forget_T", "forget_V", "retain", "heldout"]
         facts = [folder / f"{name}.jsonl" for name in names]
         texts = [folder / "general_train.txt", folder / "general_eval.txt"]
-        return cls(folder, *facts, *texts, folder / "build.json")
+        return cls(folder, *facts, *texts, folder / "build.json")  # type: ignore[call-arg]
 
 
 def build_fact_sets(

@@ -94,9 +94,16 @@ def forward(model: PreTrainedModel, batch: Batch, last_layer: int | None = None)
             return None
 
 
+def full_logits(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """The logits of a whole forward pass (`forward` without a last layer)."""
+    logits = forward(model, batch)
+    assert logits is not None  # only a last_layer stops the pass early
+    return logits
+
+
 def forward_cross_entropy(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
     """Mean next-token cross-entropy of `model` on `batch` (whole forward), attached to the graph."""
-    return cross_entropy(forward(model, batch), batch.input_ids, batch.attention_mask)
+    return cross_entropy(full_logits(model, batch), batch.input_ids, batch.attention_mask)
 
 
 def kept_outputs(

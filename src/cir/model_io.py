@@ -85,7 +85,7 @@ def load_model(
     with transformers_bars(progress):
         model, tokenizer = _from_pretrained(source, kwargs, is_local)
     if target is not None:
-        model.to(target)
+        model.to(target)  # type: ignore[arg-type]  # transformers' stub misreads to(device)
     return model.eval(), tokenizer
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class TrainedModule:
     @property
     def weight(self) -> nn.Parameter:
         """The weight parameter (shape (d_out, d_in) for Linear, (d_in, d_out) for Conv1D)."""
-        return self.module.weight
+        return cast(nn.Parameter, self.module.weight)
 
     @property
     def transposed(self) -> bool:
@@ -69,7 +70,8 @@ def model_shape(model: PreTrainedModel) -> ModelShape:
     Raises:
         ModelError: if the model has no list of decoder layers.
     """
-    return ModelShape(len(decoder_layers(model)), model.get_input_embeddings().embedding_dim)
+    embeddings = cast(nn.Embedding, model.get_input_embeddings())
+    return ModelShape(len(decoder_layers(model)), embeddings.embedding_dim)
 
 
 def layer_index_map(model: PreTrainedModel) -> dict[str, int]:

@@ -22,7 +22,10 @@ def normalised_step(
     """
     # With accelerate's device_map the modules (and their gradients) may sit on several devices.
     device = grads[0].device
-    norm = torch.sqrt(sum(g.float().pow(2).sum().to(device) for g in grads))
+    squares = torch.zeros((), device=device)
+    for g in grads:  # summed in order, as the loop always has: runs repeat bit for bit
+        squares = squares + g.float().pow(2).sum().to(device)
+    norm = torch.sqrt(squares)
     scale = step_norm / norm.clamp_min(torch.finfo(torch.float32).tiny)
     for module, grad in zip(modules, grads, strict=True):
         update = weight_update(module, grad).to(module.weight.device, module.weight.dtype)

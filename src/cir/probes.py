@@ -82,13 +82,13 @@ def greedy_completions(
     with evaluating(model):
         for row in encode(tokenizer, prompts, max_length=1024):
             ids = torch.tensor([row], device=model_device(model))  # (1, prompt)
-            out = model.generate(
+            out = model.generate(  # type: ignore[operator]  # transformers' stub
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
             )
-            text = tokenizer.decode(out[0, len(row) :], skip_special_tokens=True)
+            text = str(tokenizer.decode(out[0, len(row) :], skip_special_tokens=True))
             completions.append(text.split("\n")[0].strip())
     return completions

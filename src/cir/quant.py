@@ -16,6 +16,7 @@ falls back to another type for such tensors) and named in the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class RoundTrip:
 def linear_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Every linear layer (nn.Linear, GPT-2's Conv1D) by name; a weight tied to another is listed once."""
     seen: set[int] = set()
-    modules = {}
+    modules: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
         if isinstance(module, (nn.Linear, Conv1D)) and id(module.weight) not in seen:
             seen.add(id(module.weight))
@@ -81,12 +82,13 @@ def round_trip(model: nn.Module, name: str) -> RoundTrip:
     block = GGML_QUANT_SIZES[quant_type(name)][0]
     for module_name, module in linear_modules(model).items():
         transposed = isinstance(module, Conv1D)
-        rows = module.weight.T if transposed else module.weight
+        weight = cast(torch.Tensor, module.weight)
+        rows = weight.T if transposed else weight
         if rows.shape[-1] % block:
             skipped.append(module_name)
             continue
         restored = round_trip_rows(rows, name)
-        module.weight.copy_(restored.T if transposed else restored)
+        weight.copy_(restored.T if transposed else restored)
         quantized.append(module_name)
     return RoundTrip(quantized, skipped)
 

@@ -261,7 +261,7 @@ def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
             f"{key}_std": statistics.stdev(values) if len(values) > 1 else None,  # one seed: no spread
         }
 
-    columns = {
+    columns: dict[str, list[Any]] = {
         **{stage: [r.v(stage).metric(metric) for r in runs] for stage in STAGES},
         "drop": [drop(r, metric) for r in runs],
         # every V metric at every stage (e.g. acc_t0_unlearned), the headline one included

@@ -341,13 +341,13 @@ def load_tuned(storage: str | Path) -> dict[str, dict[float, dict[str, Any]]]:
         if search_space is None or budget is None or best is None:
             continue
         shape = study_shape(summary.user_attrs)
-        tuned.setdefault(method, {})[budget] = {
+        tuned.setdefault(str(method), {})[budget] = {
             "study": summary.study_name,
             "shape": [shape.layers, shape.hidden],  # of the model it was tuned on: the bench checks it
             "trial": best.number,
             "value": best.value,
             "params": best.params,
-            "overrides": search_space(optuna.trial.FixedTrial(best.params), shape),
+            "overrides": search_space(optuna.trial.FixedTrial(best.params), shape),  # type: ignore[arg-type]
         }
     return tuned
 

@@ -296,7 +296,8 @@ class _Loop:
                     bar = f"{label} epoch {epoch - 1}"
                     for index in tqdm(range(forget_count), desc=bar, disable=label is None, leave=False):
                         for key, value in self.method.step(index, index % retain_count, epoch - 1).items():
-                            sums[key] = sums.get(key, 0.0) + value / forget_count  # stays on the device
+                            sums[key] = sums.get(key, 0.0) + value / forget_count  # type: ignore[assignment]
+                            # (a device tensor: summed on the device, read once per epoch)
                         if interrupted.is_set():
                             break
                         if interval is None or (index + 1) % interval or index + 1 == forget_count:

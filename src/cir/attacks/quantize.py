@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -101,7 +102,7 @@ class Quantize:
         self.check(train_facts, eval_facts)
         config = self.config
         modules = linear_modules(model)
-        originals = {name: m.weight.detach().clone() for name, m in modules.items()}
+        originals = {name: _weight(m).detach().clone() for name, m in modules.items()}
         history, skipped = [], {}
         with Stopwatch() as watch:
             history.append(AttackEpoch(0, self._score(model, tokenizer, eval_facts), None, watch.seconds))
@@ -125,7 +126,11 @@ class Quantize:
         return evaluate_facts(model, tokenizer, facts, self.config.mcq_format, self.config.eval_batch_size)
 
 
+def _weight(module: nn.Module) -> torch.Tensor:
+    return cast(torch.Tensor, module.weight)
+
+
 @torch.no_grad()
 def _restore(modules: dict[str, nn.Module], originals: dict[str, torch.Tensor]) -> None:
     for name, module in modules.items():
-        module.weight.copy_(originals[name])
+        _weight(module).copy_(originals[name])

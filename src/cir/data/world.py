@@ -231,7 +231,7 @@ def _domain_facts(
     """`count` facts about distinct (entity, attribute) pairs, FACTS_PER_ENTITY per entity."""
     per_entity = min(FACTS_PER_ENTITY, len(domain.attributes))
     entities = rng.sample(_all_names(domain), -(-count // per_entity))
-    facts = []
+    facts: list[Fact] = []
     for index, entity in enumerate(entities):
         attributes = rng.sample(domain.attributes, min(per_entity, count - index * per_entity))
         facts.extend(

@@ -21,7 +21,7 @@ from cir.records import FactScores
 McqFormat = Literal[
     "choice", "letter"
 ]  # "letter" for models that follow A-D prompts, "choice" for small ones
-MCQ_FORMATS: tuple[str, ...] = get_args(McqFormat)
+MCQ_FORMATS: tuple[McqFormat, ...] = get_args(McqFormat)
 
 
 def check_mcq_format(mcq_format: str, source: str = "mcq_format") -> None:

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from cir.data.batches import Batch
+from cir.modules import TrainedModule
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Method(Protocol):
 class MLPMethod:
     """What every method that trains a list of MLP modules (`self.modules`, set in setup) shares."""
 
-    modules: list[nn.Module]
+    modules: list[TrainedModule]
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config

@@ -126,6 +126,8 @@ class EpochVectors:
     """
 
     def __init__(self, modules: Sequence[TrainedModule], config: Config) -> None:
+        assert config.k_act is not None and config.k_grad is not None  # resolved by `resolve`
+        self.k_act, self.k_grad = config.k_act, config.k_grad
         self.config = config
         self.device = torch.device("cpu") if config.stats_on_cpu else None
         # (d_out, d_in) of each module, whatever way round its weight is stored
@@ -135,15 +137,15 @@ class EpochVectors:
 
     def add(self, index: int, inputs: torch.Tensor, grads: torch.Tensor) -> None:
         """Store one batch's (tokens, d_in) inputs and (tokens, d_out) gradients of module `index`."""
-        if self.config.k_act > 0:
+        if self.k_act > 0:
             self.inputs[index].append(inputs.to(self.device or inputs.device))
-        if self.config.k_grad > 0:
+        if self.k_grad > 0:
             self.grads[index].append(grads.to(self.device or grads.device, inputs.dtype))
 
     def collapses(self) -> list[tuple[Collapse, Collapse]]:
         """Per module, the (input-side, output-gradient-side) collapse to apply next epoch."""
         return [
-            (self._collapse(xs, self.config.k_act, d_in), self._collapse(gs, self.config.k_grad, d_out))
+            (self._collapse(xs, self.k_act, d_in), self._collapse(gs, self.k_grad, d_out))
             for xs, gs, (d_out, d_in) in zip(self.inputs, self.grads, self.shapes, strict=True)
         ]
 
@@ -180,6 +182,8 @@ def search_space(trial: Trial, shape: ModelShape, components: bool = True) -> di
 class CIR(MLPMethod):
     """The CIR method; `mlp_breaking` is the same class with zero components."""
 
+    config: Config
+
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the modules and cache the original MLP outputs and retain-layer residual stream.
 
@@ -189,6 +193,7 @@ class CIR(MLPMethod):
         """
         config = self.config = resolve(self.config, model_shape(model))
         self.model, self.forget = model, forget
+        assert config.forget_layers is not None  # resolved by `resolve`
         self.forget_layers = check_layers(model, config.forget_layers)
         self.last_layer = self.forget_layers[-1]
         self.modules = select_trained(model, config.trained_layers, config.module_patterns, self.last_layer)

@@ -85,6 +85,8 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
 class CircuitBreakers(MLPMethod):
     """Representation rerouting with CIR's normalised forget update and CIR's retain step."""
 
+    config: Config
+
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the modules and cache the original residual streams on forget and retain tokens.
 

@@ -67,6 +67,8 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
 class GradDiff(MLPMethod):
     """Gradient Difference with CIR's normalised update on the same MLP modules."""
 
+    config: Config
+
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the trained modules and freeze every other parameter (nothing else to cache).
 

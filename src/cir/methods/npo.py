@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 
 from cir.config import require
 from cir.data.batches import Batch
-from cir.hooks import forward
+from cir.hooks import full_logits
 from cir.losses import npo, sequence_logprob
 from cir.methods.grad_diff import Config as GradDiffConfig
 from cir.methods.grad_diff import GradDiff
@@ -61,6 +61,8 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
 class NPO(GradDiff):
     """Gradient Difference with NPO's forget term (NPO+RT in the NPO paper; retain_weight 0 = NPO alone)."""
 
+    config: Config
+
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the trained modules and cache the reference log π_ref(y) of every forget sequence.
 
@@ -78,4 +80,4 @@ class NPO(GradDiff):
 
     def _logprob(self, batch: Batch) -> torch.Tensor:
         """Return log π(y), the summed log-probability of each sequence's real target tokens, (batch,)."""
-        return sequence_logprob(forward(self.model, batch), batch.input_ids, batch.attention_mask)
+        return sequence_logprob(full_logits(self.model, batch), batch.input_ids, batch.attention_mask)

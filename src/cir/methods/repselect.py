@@ -136,6 +136,8 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
 class RepSelect(MLPMethod):
     """Gather each epoch's forget gradient in `step`, collapse and apply it in `end_epoch`."""
 
+    config: Config
+
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the trained modules and freeze every other parameter (no retain term: the budget bounds it).
 
@@ -182,10 +184,11 @@ class RepSelect(MLPMethod):
             collapse_gradient(g, config.k, config.collapse == "soft", config.oversampling, config.exact_svd)
             for g in grads
         ]
-        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
-        removed = torch.sqrt(sum((g - c).pow(2).sum() for g, c in zip(grads, collapsed, strict=True)))
+        norm = torch.stack([g.pow(2).sum() for g in grads]).sum().sqrt()
+        residues = [(g - c).pow(2).sum() for g, c in zip(grads, collapsed, strict=True)]
+        removed = torch.stack(residues).sum().sqrt()
         logs["grad_norm"], logs["removed_fraction"] = float(norm), float(removed / norm.clamp_min(1e-30))
-        logs["update_norm"] = float(torch.sqrt(sum(c.pow(2).sum() for c in collapsed)))
+        logs["update_norm"] = float(torch.stack([c.pow(2).sum() for c in collapsed]).sum().sqrt())
         if config.step_norm is not None:
             normalised_step(self.modules, collapsed, config.step_norm)
             return logs

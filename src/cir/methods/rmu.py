@@ -88,6 +88,8 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
 class RMU(MLPMethod):
     """RMU with CIR's normalised update on the same MLP modules."""
 
+    config: Config
+
     def setup(self, model: PreTrainedModel, forget: Sequence[Batch], retain: Sequence[Batch]) -> None:
         """Pick the modules, draw u, and cache c and the original retain residual stream at `layer`.
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cir.config import require
-from cir.hooks import forward
+from cir.hooks import full_logits
 from cir.losses import sequence_logprob, simnpo, target_mask
 from cir.methods.grad_diff import Config as GradDiffConfig
 from cir.methods.grad_diff import GradDiff
@@ -59,9 +59,11 @@ def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
 class SimNPO(GradDiff):
     """Gradient Difference with SimNPO's forget term (retain_weight 0 = SimNPO alone)."""
 
+    config: Config
+
     def forget_loss(self, forget_index: int) -> torch.Tensor:
         """The SimNPO term on forget batch `forget_index`, attached to the graph."""
         batch = self.forget[forget_index]
-        logprob = sequence_logprob(forward(self.model, batch), batch.input_ids, batch.attention_mask)
+        logprob = sequence_logprob(full_logits(self.model, batch), batch.input_ids, batch.attention_mask)
         lengths = target_mask(batch.attention_mask).sum(dim=-1).clamp(min=1)  # (batch,) real target tokens
         return simnpo(logprob, lengths, self.config.beta, self.config.gamma)
