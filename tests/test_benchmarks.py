@@ -1,6 +1,7 @@
 """The benchmark scripts run on CPU with a tiny shape (their real runs are on a GPU)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,12 @@ def test_gpu_per_fact_runs_tiny_on_cpu(capsys):
         ["--shape", "tiny", "--facts", "4", "--epochs", "2", "--device", "cpu"]
     )
     assert result["device"] == "cpu" and result["facts"] == 4
-    assert result["seconds_per_fact"] > 0 and result["seconds_per_fact_uncollapsed"] > 0
-    assert result["collapse_overhead_ratio"] > 0 and result["tokens_per_second"] > 0
-    assert '"seconds_per_fact"' in capsys.readouterr().out
+    # what it reports is consistent with itself (timings are for the real runs, not asserted here)
+    ratio = result["seconds_per_fact"] / result["seconds_per_fact_uncollapsed"]
+    assert result["collapse_overhead_ratio"] == pytest.approx(ratio)
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.index("{") :])
+    assert printed["seconds_per_fact"] == result["seconds_per_fact"]
 
 
 def test_synthetic_facts_have_paper_like_length():

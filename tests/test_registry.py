@@ -57,9 +57,20 @@ def test_duplicate_registration_is_a_programming_error():
     assert registry.get("npo").description == "negative preference optimization"
 
 
-def test_registries_are_separate_instances():
-    assert METHODS is not ATTACKS
-    assert (METHODS.kind, ATTACKS.kind) == ("method", "attack")
+def test_every_component_is_registered_under_its_file_name_with_the_config_of_its_file():
+    """A method or an attack is one file: its registry name is the file's, its config class lives there."""
+    import importlib
+
+    import cir.attacks
+    import cir.methods  # noqa: F401  (both register their components)
+
+    for registry, package in ((METHODS, "cir.methods"), (ATTACKS, "cir.attacks")):
+        assert registry.names()  # the imports registered something
+        for name in registry.names():
+            entry = registry.get(name)
+            module = importlib.import_module(f"{package}.{name}")  # fails for a name that is no file
+            assert entry.config_class.__module__ == module.__name__, name
+            assert module.Config is entry.config_class, name
 
 
 def test_every_attack_says_what_its_steps_are():

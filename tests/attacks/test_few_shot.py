@@ -12,18 +12,12 @@ from cir.data.facts import Fact
 from cir.errors import ConfigError, DataError
 from cir.evals.metrics import answer_context
 from cir.evals.scores import evaluate_facts
-from cir.registry import ATTACKS
 
 EXTRA = [
     Fact(f"Which colour is item {i}?", ("red", "blue", "green", "yellow"), i % 4, (f"Item {i} is painted.",))
     for i in range(3)
 ]
 TRAIN, EVAL = [*tiny.FACTS[:2], *EXTRA], list(tiny.FACTS[2:])
-
-
-def test_registered_under_its_file_name():
-    entry = ATTACKS.get("few_shot")
-    assert entry.build is FewShot and entry.config_class is Config
 
 
 def test_prompts_have_k_seeded_solved_blocks():

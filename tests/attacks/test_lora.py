@@ -8,7 +8,6 @@ from cir.attacks.base import post_attack_scores
 from cir.attacks.lora import Config, Lora, target_modules
 from cir.errors import ConfigError, DataError
 from cir.modules import mlp_modules
-from cir.registry import ATTACKS
 
 TRAIN, EVAL = list(tiny.FACTS[:2]), list(tiny.FACTS[2:])
 MLP_LEAVES = {"llama": ("gate_proj", "up_proj", "down_proj"), "gpt2": ("c_fc", "c_proj")}
@@ -23,11 +22,6 @@ def snapshot(model):
     names = [(n, type(m).__name__) for n, m in model.named_modules()]
     params = {n: (p.detach().clone(), p.requires_grad) for n, p in model.named_parameters()}
     return names, params
-
-
-def test_registered_under_its_file_name():
-    entry = ATTACKS.get("lora")
-    assert entry.build is Lora and entry.config_class is Config
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

@@ -9,15 +9,9 @@ from cir.attacks.finetune import Finetune
 from cir.attacks.other_data import Config, OtherData
 from cir.data.facts import fact_sentences
 from cir.errors import ConfigError, DataError
-from cir.registry import ATTACKS
 
 TRAIN, EVAL = list(tiny.FACTS[:2]), list(tiny.FACTS[2:])
 FAST = {"epochs": 2, "batch_size": 2, "lr": 1e-2}
-
-
-def test_registered_under_its_file_name():
-    entry = ATTACKS.get("other_data")
-    assert entry.build is OtherData and entry.config_class is Config
 
 
 def test_on_t_sentences_it_is_exactly_the_finetune_attack(tmp_path):

@@ -8,14 +8,8 @@ from cir.attacks.quantize import Config, Quantize
 from cir.errors import ConfigError
 from cir.evals.scores import evaluate_facts
 from cir.quant import linear_modules, round_trip
-from cir.registry import ATTACKS
 
 TRAIN, EVAL = list(tiny.FACTS[:2]), list(tiny.FACTS[2:])
-
-
-def test_registered_under_its_file_name():
-    entry = ATTACKS.get("quantize")
-    assert entry.build is Quantize and entry.config_class is Config
 
 
 def test_unknown_format_is_refused():
