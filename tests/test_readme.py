@@ -43,7 +43,8 @@ def test_library_example_runs_on_a_tiny_model(monkeypatch, capsys):
     monkeypatch.setattr(cir, "load_inputs", lambda inputs: loaded)
     (block,) = python_blocks()
     exec(compile(block, str(README), "exec"), {})
-    first, second = capsys.readouterr().out.splitlines()[-2:]
+    first, second, third = capsys.readouterr().out.splitlines()[-3:]
     stop_reason, epochs, before, after = first.split()
     assert stop_reason in ("budget", "max_epochs") and int(epochs) >= 0
     assert 0 < float(before) <= 1 and 0 < float(after) <= 1 and float(second) <= 0.01
+    assert third.startswith("[") and 0 < float(third.split()[-1]) < 1  # back-offs, the checks' share

@@ -73,9 +73,10 @@ def test_peak_memory_on_cpu_rises_by_what_a_process_allocates():
         "from cir.runtime import peak_memory_bytes\n"
         "cpu = torch.device('cpu')\n"
         "before = peak_memory_bytes(cpu)\n"
-        "block = torch.ones(64 * 2**20)  # 256 MiB, every page written\n"
+        "block = torch.ones(256 * 2**20)  # 1 GiB, every page written\n"
         "print(before, peak_memory_bytes(cpu))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     before, after = map(int, out.split())
-    assert 240 * 2**20 <= after - before <= 300 * 2**20
+    # the peak before may hold a transient of torch's import above the resident size: a margin for it
+    assert 700 * 2**20 <= after - before <= 1100 * 2**20

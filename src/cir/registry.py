@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cir.errors import ConfigError
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from cir.modules import ModelShape
 
 SearchSpace = Callable[["Trial", "ModelShape"], dict[str, Any]]  # (trial, shape) -> config overrides
+# A method's part in a comparison: the method under test, its ablation, or a baseline it is compared with
+Role = Literal["headline", "ablation", "baseline"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Entry:
     config_class: type
     description: str
     search_space: SearchSpace | None = None  # for `cir tune`; None = not tunable
+    role: Role = "baseline"  # the report's best baseline is chosen among the "baseline" methods
 
 
 class Registry:
@@ -41,7 +44,12 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(
-        self, name: str, config_class: type, description: str, search_space: SearchSpace | None = None
+        self,
+        name: str,
+        config_class: type,
+        description: str,
+        search_space: SearchSpace | None = None,
+        role: Role = "baseline",
     ) -> Callable[[Any], Any]:
         """Return a decorator that registers a class or factory under `name`.
 
@@ -50,6 +58,7 @@ class Registry:
             config_class: the dataclass that configures the component.
             description: one line for `cir methods` / `cir attacks`.
             search_space: optional `(trial, shape) -> config overrides` for `cir tune`.
+            role: "headline" (the method under test), "ablation" or "baseline" (what it is compared with).
 
         Raises:
             ValueError: if `name` is already taken (a programming error, not a user one).
@@ -58,7 +67,7 @@ class Registry:
         def decorate(build: Any) -> Any:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, build, config_class, description, search_space)
+            self._entries[name] = Entry(name, build, config_class, description, search_space, role)
             return build
 
         return decorate

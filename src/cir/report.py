@@ -19,6 +19,7 @@ from cir.errors import DataError
 from cir.files import read_text
 from cir.outputs import write_json_atomic
 from cir.records import AttackResult, BenchResults, BenchRun, RunReport
+from cir.registry import METHODS
 
 if TYPE_CHECKING:
     from cir.registry import Registry
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
 STAGES = ("before", "unlearned", "post_attack")
-ABLATIONS = ("cir", "mlp_breaking")  # not baselines: CIR itself and CIR without the collapse
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -223,7 +223,7 @@ def aggregate(
             name: {r.seed: drop(r, metric) for r in runs if r.method == name and r.budget == budget}
             for name in methods
         }
-        baselines = [n for n in methods if n not in ABLATIONS and drops[n]]
+        baselines = [n for n in methods if METHODS.get(n).role == "baseline" and drops[n]]
         best = max(baselines, key=lambda n: statistics.fmean(drops[n].values()), default=None)
         for name in methods:
             mine = [r for r in runs if r.method == name and r.budget == budget]

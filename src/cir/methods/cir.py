@@ -178,6 +178,7 @@ def search_space(trial: Trial, shape: ModelShape, components: bool = True) -> di
     Config,
     "MLP breaking with shared directions collapsed out of every update (the paper)",
     search_space=search_space,
+    role="headline",
 )
 class CIR(MLPMethod):
     """The CIR method; `mlp_breaking` is the same class with zero components."""

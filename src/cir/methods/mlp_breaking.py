@@ -33,4 +33,5 @@ METHODS.register(
     Config,
     "CIR's loss and update with nothing collapsed (the ablation)",
     search_space=search_space,
+    role="ablation",
 )(CIR)
