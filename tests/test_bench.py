@@ -421,3 +421,17 @@ def test_a_fact_without_the_prior_field_is_an_error_not_dropped():
     assert known_facts(None, with_prior, config, "choice") == with_prior
     with pytest.raises(DataError, match="no numeric field 'prior'"):
         known_facts(None, [*with_prior, tiny.FACTS[2]], config, "choice")
+
+
+@pytest.mark.parametrize("key", ["budget", "method", "seed"])
+def test_a_loop_key_the_bench_sets_itself_is_refused_not_ignored(key):
+    from cir.bench import bench_configs
+    from cir.errors import ConfigError
+
+    value = {"budget": 0.5, "method": "rmu", "seed": 9}[key]
+    with pytest.raises(
+        ConfigError, match=rf"unlearn\.{key} is not read by cir tune, which sets it from bench\."
+    ):
+        bench_configs({"unlearn": {key: value}}, command="cir tune")
+    with pytest.warns(UserWarning, match="cir bench does not read the method: section"):
+        bench_configs({"method": {"k_act": 4}})

@@ -11,6 +11,7 @@ params where one exists, else the nearest tuned budget's; budgets sharing a conf
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from transformers import PreTrainedModel
 
 from cir.attacks.base import Attack, AttackConfig
 from cir.budget import last_epoch_within
-from cir.config import from_dict, merge, require, split_sections, to_dict
+from cir.config import config_error, from_dict, merge, require, split_sections, to_dict
 from cir.data.facts import Fact, filter_known, split_facts
 from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
@@ -150,16 +151,34 @@ def write_bench_results(results: BenchResults, out: Path, force: bool = False) -
         bench_plots(results, staging)
 
 
+# Loop keys the bench sets itself, per run: a value in the config would be ignored, so it is refused.
+SET_BY_BENCH = {"budget": "bench.budgets", "method": "bench.methods", "seed": "bench.seeds"}
+
+
 def bench_configs(
-    raw: dict[str, Any], extra_methods: Sequence[str] = ()
+    raw: dict[str, Any], extra_methods: Sequence[str] = (), command: str = "cir bench"
 ) -> tuple[BenchConfig, UnlearnConfig, AttackConfig, dict[str, Any]]:
     """The bench, loop and attack configs, and the `methods` section (checked, still raw overrides).
 
     Raises:
-        ConfigError: naming every bad key, or a `methods.<name>` section for a method not benched
-            (nor in `extra_methods`).
+        ConfigError: naming every bad key, a loop key the bench sets itself (`SET_BY_BENCH`, named
+            with `command`), or a `methods.<name>` section for a method not benched (nor in
+            `extra_methods`).
     """
     sections = split_sections(raw, BENCH_SECTIONS, "config")
+    ignored = [
+        f"config: unlearn.{key} is not read by {command}, which sets it from {source}; remove it"
+        for key, source in SET_BY_BENCH.items()
+        if key in sections["unlearn"]
+    ]
+    if ignored:
+        raise config_error(ignored)
+    if raw.get("method"):
+        warnings.warn(
+            f"{command} does not read the method: section (it is `cir unlearn`'s and `cir run`'s); "
+            "each benched method's settings go under methods.<name>",
+            stacklevel=2,
+        )
     bench = from_dict(BenchConfig, sections["bench"], "config: bench")
     loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
     per_method_configs([*bench.methods, *extra_methods], sections["methods"])

@@ -166,7 +166,7 @@ def prepare(
             without a search space.
         DataError: if the split at `seed` leaves a side empty, or the attack refuses it.
     """
-    bench, loop, attack, overrides = bench_configs(raw_config, [method] if method else [])
+    bench, loop, attack, overrides = bench_configs(raw_config, [method] if method else [], "cir tune")
     methods = [method] if method else bench.methods
     untunable = [m for m in methods if METHODS.get(m).search_space is None]
     if untunable:
