@@ -19,10 +19,11 @@ import statistics
 import time
 from pathlib import Path
 
-from cir.bench import bench_configs, load_bench
 from cir.data.facts import split_facts
+from cir.experiment import bench_configs, raw_config
+from cir.inputs import Inputs
 from cir.outputs import write_json_atomic
-from cir.pipeline import Inputs, raw_config
+from cir.point import load_bench
 from cir.registry import ATTACKS
 from cir.report import V_METRICS, table
 

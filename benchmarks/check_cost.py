@@ -19,9 +19,9 @@ import copy
 from dataclasses import replace
 from pathlib import Path
 
-from cir.bench import per_method_configs
 from cir.config import parse_overrides, split_sections
-from cir.pipeline import Inputs, load_inputs, unlearn_configs
+from cir.experiment import per_method_configs, unlearn_configs
+from cir.inputs import Inputs, load_inputs
 from cir.tune import load_tuned
 from cir.unlearn import unlearn
 

@@ -35,13 +35,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cir.bench import bench_configs, bench_jobs, run_bench, tuned_studies
+from cir.bench import run_bench
 from cir.config import load_yaml, merge, parse_overrides, to_dict
 from cir.data.facts import fact_sentences, load_facts, load_texts
 from cir.demo import DemoPaths
 from cir.errors import ConfigError
+from cir.experiment import bench_configs
+from cir.inputs import Inputs, default_world
 from cir.outputs import write_json_atomic
-from cir.pipeline import Inputs, default_world
+from cir.point import bench_jobs, tuned_studies
 from cir.tune import load_tuned
 
 HERE = Path(__file__).resolve().parent

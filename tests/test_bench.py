@@ -13,22 +13,15 @@ import torch
 from safetensors.torch import load_file
 
 import tiny
-from cir.bench import (
-    bench_configs,
-    bench_one,
-    budget_model,
-    evenly_spaced,
-    load_bench,
-    per_method_configs,
-    run_bench,
-    unlearn_once,
-)
+from cir.bench import run_bench
 from cir.cli import main
 from cir.data.facts import save_facts, split_facts
 from cir.errors import DataError, OutputExistsError
 from cir.evals.scores import evaluate_facts
+from cir.experiment import bench_configs, per_method_configs
 from cir.model_io import load_model
 from cir.plots import bench_plots
+from cir.point import bench_point, budget_model, evenly_spaced, load_bench, unlearn_once
 from cir.registry import ATTACKS, METHODS
 from cir.report import (
     STAGES,
@@ -192,9 +185,9 @@ def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
     assert all(torch.equal(stopped[k], benched[k]) for k in stopped)
     assert any(not torch.equal(stopped[k], original[k]) for k in stopped)
 
-    # and bench_one, which attacks each budget's model, reports that same epoch and V
+    # and bench_point, which attacks each budget's model, reports that same epoch and V
     group = replace(bench, budgets=[budget, 1e9])
-    runs = bench_one(loaded, facts, group, loop, "cir", config, attack, 0, original)
+    runs = bench_point(loaded, facts, group, loop, "cir", config, attack, 0, original)
     assert [r.epochs for r in runs] == [kept, len(losses) - 1]
     # each budget's run says why it stopped there, as `cir unlearn` at that budget does
     assert [r.stop_reasons["unlearn"] for r in runs] == ["budget", "max_epochs"]
@@ -292,7 +285,7 @@ def test_budgets_keeping_the_same_epoch_share_one_attack(tmp_path, capsys, monke
         attack.run = lambda *args, **kwargs: calls.append(1) or run(*args, **kwargs)
         return attack
 
-    monkeypatch.setattr("cir.bench.ATTACKS.build", counting_build)
+    monkeypatch.setattr("cir.point.ATTACKS.build", counting_build)
     results = run_tiny_bench(tmp_path, capsys, progress=False)
     assert len(calls) == 2  # one per seed, not per (seed, budget)
     for seed in (0, 1):
@@ -414,7 +407,8 @@ def test_markdown_shows_the_seeds_a_ratio_counts(bench_out):
 
 
 def test_a_fact_without_the_prior_field_is_an_error_not_dropped():
-    from cir.bench import BenchConfig, known_facts
+    from cir.experiment import BenchConfig
+    from cir.point import known_facts
 
     with_prior = [replace(f, extra={"prior": 0.9}) for f in tiny.FACTS[:2]]
     config = BenchConfig(prior_field="prior", known_threshold=0.5)
@@ -425,8 +419,8 @@ def test_a_fact_without_the_prior_field_is_an_error_not_dropped():
 
 @pytest.mark.parametrize("key", ["budget", "method", "seed"])
 def test_a_loop_key_the_bench_sets_itself_is_refused_not_ignored(key):
-    from cir.bench import bench_configs
     from cir.errors import ConfigError
+    from cir.experiment import bench_configs
 
     value = {"budget": 0.5, "method": "rmu", "seed": 9}[key]
     with pytest.raises(

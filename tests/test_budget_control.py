@@ -8,12 +8,13 @@ import torch
 
 import cir.methods  # noqa: F401
 import tiny
-from cir.bench import bench_configs, bench_jobs
 from cir.budget import BudgetPolicy
 from cir.cli import main
 from cir.data.batches import make_batches
 from cir.evals.metrics import loss_and_kl
+from cir.experiment import bench_configs
 from cir.methods.grad_diff import Config, GradDiff
+from cir.point import bench_jobs
 from cir.unlearn import UnlearnConfig, UnlearnData, _Loop, unlearn
 
 DATA = UnlearnData(list(tiny.FACTS), tiny.TEXTS[3:5], tiny.TEXTS[3:])  # 5 forget sentences

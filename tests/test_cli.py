@@ -280,7 +280,7 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr("cir.pipeline.load_model", refuse)
+    monkeypatch.setattr("cir.inputs.load_model", refuse)
     monkeypatch.setattr("cir.cli.load_model", refuse)
 
 
@@ -356,7 +356,7 @@ def test_run_checks_the_attack_before_unlearning(workspace, tmp_path, capsys, no
 
 def test_eval_and_attack_pass_the_device_map_to_the_loader(workspace, tmp_path, monkeypatch, capsys):
     import cir.cli
-    import cir.pipeline
+    import cir.inputs
 
     seen = []
 
@@ -370,7 +370,7 @@ def test_eval_and_attack_pass_the_device_map_to_the_loader(workspace, tmp_path, 
         monkeypatch.setattr(module, "load_model", load)
 
     spy(cir.cli)
-    spy(cir.pipeline)
+    spy(cir.inputs)
     facts = ["--facts", str(workspace.eval)]
     assert main(["eval", "--model", str(workspace.model), *facts, "--device-map", "auto", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)[str(workspace.eval)]) == {

@@ -4,10 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from cir.bench import BENCH_SECTIONS, bench_configs
 from cir.config import load_yaml, split_sections
+from cir.experiment import (
+    BENCH_SECTIONS,
+    PRESETS,
+    RUN_SECTIONS,
+    attack_config,
+    bench_configs,
+    unlearn_configs,
+)
 from cir.modules import ModelShape
-from cir.pipeline import PRESETS, RUN_SECTIONS, attack_config, unlearn_configs
 from cir.tune import check_start_points, tune_config
 
 ROOT = Path(__file__).parents[1]

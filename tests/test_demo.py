@@ -9,7 +9,7 @@ from cir.cli import main
 from cir.data.facts import load_facts
 from cir.data.world import WorldConfig
 from cir.demo import DemoConfig, DemoPaths, build_demo, cache_key, load_demo
-from cir.pipeline import Inputs, load_inputs
+from cir.inputs import Inputs, load_inputs
 
 TINY = DemoConfig(
     world=WorldConfig(forget_facts=8, retain_facts=8, paraphrases=2, general_train=40, general_eval=8),

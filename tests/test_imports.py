@@ -72,7 +72,7 @@ def test_the_graph_sees_every_module_and_known_edges():
     graph = import_graph()
     assert {"cir.unlearn", "cir.evals.mcq", "cir.attacks.relearn", "cir.methods.repselect"} <= set(graph)
     assert "cir.evals.metrics" in graph["cir.evals.mcq"]
-    assert {"cir.budget", "cir.records"} <= graph["cir.unlearn"] and "cir.budget" in graph["cir.bench"]
+    assert {"cir.budget", "cir.records"} <= graph["cir.unlearn"] and "cir.budget" in graph["cir.point"]
     assert "cir.adapter" in graph["cir.methods.repselect"] and "cir.adapter" in graph["cir.attacks.lora"]
 
 
@@ -94,3 +94,22 @@ def test_no_method_imports_an_attack():
         if target == "cir.attacks" or target.startswith("cir.attacks.")
     }
     assert leaks == set()
+
+
+# The recipes that read top to bottom, one per command family; each calls the layer below
+# (inputs, experiment, point, unlearn, attacks, outputs, report), never another recipe.
+RECIPES = {"cir.pipeline", "cir.bench", "cir.tune"}
+
+
+def test_no_recipe_imports_another():
+    graph = import_graph()
+    assert set(graph) >= RECIPES
+    crossings = {(source, target) for source in RECIPES for target in graph[source] if target in RECIPES}
+    assert crossings == set()
+    assert "cir.point" in graph["cir.bench"] and "cir.point" in graph["cir.tune"]  # the shared entry point
+
+
+def test_the_layer_below_the_recipes_imports_no_recipe():
+    graph = import_graph()
+    below = {"cir.inputs", "cir.experiment", "cir.point", "cir.outputs", "cir.report", "cir.unlearn"}
+    assert {(s, t) for s in below for t in graph[s] if t in RECIPES | {"cir.cli"}} == set()

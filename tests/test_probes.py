@@ -11,7 +11,9 @@ import tiny
 from cir.data.batches import encode
 from cir.evals.metrics import answer_context
 from cir.evals.scores import evaluate_facts
-from cir.pipeline import Inputs, raw_config, run
+from cir.experiment import raw_config
+from cir.inputs import Inputs
+from cir.pipeline import run
 from cir.probes import STAGES, StageProbe, greedy_completions
 
 PROMPTS = ["The city of", "Which animal carries Velorix?\nAnswer:", "A quiet dog"]  # the first: 'gh'

@@ -35,7 +35,7 @@ def test_library_example_compiles_and_every_cir_name_exists():
 def test_library_example_runs_on_a_tiny_model(monkeypatch, capsys):
     # the example as written, with the demo swapped for a tiny saved Llama and its data
     import tiny
-    from cir.pipeline import Loaded
+    from cir.inputs import Loaded
     from cir.unlearn import UnlearnData
 
     data = UnlearnData(list(tiny.FACTS), tiny.TEXTS[3:5], tiny.TEXTS[3:])

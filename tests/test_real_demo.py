@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 import cir.fact_sets as fact_sets
-import cir.pipeline as pipeline
+import cir.inputs as inputs
 import cir.pretrained as pretrained
 import cir.real_demo as real_demo
 from cir.cli import main
@@ -52,7 +52,7 @@ def builtin(tmp_path, monkeypatch):
         sha256=file_sha256(gguf_file),
         preset="smollm2_135m",
     )
-    for module in (pretrained, pipeline, real_demo):  # each binds the registry at import
+    for module in (pretrained, inputs, real_demo):  # each binds the registry at import
         monkeypatch.setattr(module, "BUILTIN_MODELS", {NAME: spec})
     domains = {name: functools.partial(lambda n, seed: list(sliced(n, seed)), name) for name in DOMAIN_NAMES}
     monkeypatch.setattr(fact_sets, "DOMAINS", domains)

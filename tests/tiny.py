@@ -27,7 +27,7 @@ from transformers import (
 from cir.data.batches import make_batches
 from cir.data.facts import Fact, save_facts
 from cir.data.tokenizer import train_tokenizer
-from cir.pipeline import Inputs
+from cir.inputs import Inputs
 
 ARCHITECTURES = ["llama", "qwen2", "gpt_neox", "gpt2"]
 

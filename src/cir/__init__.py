@@ -12,8 +12,9 @@ from cir import attacks, methods  # noqa: F401  (imported to register every meth
 from cir.data.facts import Fact, load_facts
 from cir.evals.scores import evaluate_facts
 from cir.fact_sets import FactSetConfig, build_fact_sets, fact_sets_for
+from cir.inputs import Inputs, load_inputs
 from cir.model_io import load_model, save_model
-from cir.pipeline import Inputs, load_inputs, run, run_attack, run_unlearn
+from cir.pipeline import run, run_attack, run_unlearn
 from cir.records import AttackResult, EpochRecord, FactScores, RunReport, UnlearnHistory
 from cir.registry import ATTACKS, METHODS
 from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn

@@ -1,93 +1,42 @@
 """`cir bench`: every method at the same budgets, the same attack and the same seeds, side by side.
 
-For each seed the known forget facts are split into T and V; for each method the model is unlearned
-once on T + V up to the largest budget, with the trained weights kept after every epoch, so the
-model at each smaller budget is the last epoch within it (the same trajectory a run stopped at that
-budget would follow). Each budget's model is then attacked with T and scored on V.
+The recipe: check the configs and the output folder, load the model and the known facts, then run
+one bench point (`cir.point.bench_point`) per seed and method, and write the table, the JSON and the
+plots. For each seed the known forget facts are split into T and V; each method unlearns T + V and
+each budget's model is attacked with T and scored on V.
 
 With tuned studies (`cir tune`, then `cir bench --tuned`), each budget uses its own study's best
-params where one exists, else the nearest tuned budget's; budgets sharing a config share one run.
+params where one exists, else the nearest tuned budget's; budgets sharing a config share one run
+where one trajectory serves them all (`cir.point.single_trajectory`).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel
 
-from cir.attacks.base import Attack, AttackConfig
-from cir.budget import last_epoch_within
-from cir.config import config_error, from_dict, merge, require, split_sections, to_dict
-from cir.data.facts import Fact, filter_known, split_facts
-from cir.errors import ConfigError
-from cir.evals.mcq import MCQ_SCORERS
-from cir.evals.scores import McqFormat, evaluate_facts
-from cir.methods.base import MethodConfig
-from cir.modules import ModelShape, model_shape
+from cir.config import to_dict
+from cir.experiment import bench_configs
+from cir.inputs import Inputs
+from cir.modules import model_shape
 from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
-from cir.pipeline import Inputs, Loaded, attack_config, load_inputs, unlearn_configs
 from cir.plots import bench_plots
-from cir.records import AttackResult, BenchResults, BenchRun, FactScores, TrajectoryPoint
+from cir.point import (
+    Selectivity,
+    Tuned,
+    bench_jobs,
+    bench_point,
+    check_splits,
+    check_tuned_shape,
+    load_bench,
+    tuned_studies,
+)
+from cir.records import BenchResults, BenchRun
 from cir.registry import ATTACKS
 from cir.report import aggregate, bench_markdown, definitions
-from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
-
-BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods"]
-Tuned = Mapping[str, Mapping[float, Mapping[str, Any]]]  # method -> budget -> best trial (`tune.load_tuned`)
-
-
-@dataclass
-class BenchConfig:
-    """What the bench compares and how."""
-
-    methods: list[str] = field(
-        default_factory=lambda: ["cir", "mlp_breaking", "grad_diff", "circuit_breakers"]
-    )
-    budgets: list[float] = field(default_factory=lambda: [0.001, 0.01])  # relative general-loss rises
-    seeds: int = 3  # seeds 0..seeds-1: each its own T/V split and unlearning order (not the attack's seed)
-    attack: str = "finetune"  # a registered attack (`cir attacks`)
-    val_fraction: float = 0.2  # share of known facts in V
-    known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
-    prior_field: str | None = None  # fact field holding the prior acc_t1; None = measure it with the model
-    metric: Literal["answer_prob", "acc_t1", "acc_t0"] = "answer_prob"  # the headline V metric
-    heldout_max: int = 80  # other domains' facts scored for selectivity: at most this many, evenly spaced
-
-    def __post_init__(self) -> None:
-        """Check ranges.
-
-        Raises:
-            ConfigError: naming every field out of range.
-        """
-        require(
-            self,
-            "bench",
-            [
-                ("methods", "a non-empty list", len(self.methods) > 0),
-                ("budgets", "a non-empty list of values > 0", bool(self.budgets) and min(self.budgets) > 0),
-                ("seeds", ">= 1", self.seeds >= 1),
-                ("heldout_max", ">= 0", self.heldout_max >= 0),
-                ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
-                (
-                    "metric",
-                    "answer_prob, acc_t1 or acc_t0",
-                    self.metric in ("answer_prob", "acc_t1", "acc_t0"),
-                ),
-            ],
-        )
-
-
-def known_facts(loaded: Loaded, facts: Sequence[Fact], config: BenchConfig, mcq_format: str) -> list[Fact]:
-    """Facts the model knows before unlearning: prior acc_t1 >= threshold (field or measured)."""
-    if config.prior_field is not None:
-        return filter_known(facts, config.prior_field, config.known_threshold)
-    scores = MCQ_SCORERS[mcq_format](loaded.model, loaded.tokenizer, facts, 16, "right").per_fact_t1
-    return [f for f, p in zip(facts, scores, strict=True) if p >= config.known_threshold]
 
 
 def run_bench(
@@ -124,7 +73,8 @@ def run_bench(
     seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
     for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
         group = replace(bench, budgets=budgets)
-        runs += bench_one(loaded, facts, group, loop, name, config, attack, seed, original, progress, heldout)
+        point = (loaded, facts, group, loop, name, config, attack, seed, original)
+        runs += bench_point(*point, progress, heldout)
     largest = max(bench.budgets)
     config = {
         "bench": to_dict(bench),
@@ -149,330 +99,3 @@ def write_bench_results(results: BenchResults, out: Path, force: bool = False) -
         write_json_atomic(staging / "results.json", results.to_json())
         (staging / "results.md").write_text(bench_markdown(results), encoding="utf-8")
         bench_plots(results, staging)
-
-
-# Loop keys the bench sets itself, per run: a value in the config would be ignored, so it is refused.
-SET_BY_BENCH = {"budget": "bench.budgets", "method": "bench.methods", "seed": "bench.seeds"}
-
-
-def bench_configs(
-    raw: dict[str, Any], extra_methods: Sequence[str] = (), command: str = "cir bench"
-) -> tuple[BenchConfig, UnlearnConfig, AttackConfig, dict[str, Any]]:
-    """The bench, loop and attack configs, and the `methods` section (checked, still raw overrides).
-
-    Raises:
-        ConfigError: naming every bad key, a loop key the bench sets itself (`SET_BY_BENCH`, named
-            with `command`), or a `methods.<name>` section for a method not benched (nor in
-            `extra_methods`).
-    """
-    sections = split_sections(raw, BENCH_SECTIONS, "config")
-    ignored = [
-        f"config: unlearn.{key} is not read by {command}, which sets it from {source}; remove it"
-        for key, source in SET_BY_BENCH.items()
-        if key in sections["unlearn"]
-    ]
-    if ignored:
-        raise config_error(ignored)
-    if raw.get("method"):
-        warnings.warn(
-            f"{command} does not read the method: section (it is `cir unlearn`'s and `cir run`'s); "
-            "each benched method's settings go under methods.<name>",
-            stacklevel=2,
-        )
-    bench = from_dict(BenchConfig, sections["bench"], "config: bench")
-    loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
-    per_method_configs([*bench.methods, *extra_methods], sections["methods"])
-    return bench, loop, attack_config(bench.attack, sections), sections["methods"]
-
-
-def check_tuned_shape(studies: Mapping[str, Mapping[float, Mapping[str, Any]]], shape: ModelShape) -> None:
-    """Refuse a study tuned on a model of another depth: its layer windows would land elsewhere.
-
-    Only depth is compared: a component count too large for a narrower model is refused by the
-    method's own check, and a narrower model of the same depth (a test's) may reuse a study with
-    its counts overridden.
-
-    Raises:
-        ConfigError: naming the study, its depth and the model's.
-    """
-    for chosen in studies.values():
-        for best in chosen.values():
-            layers = best.get("shape", (shape.layers, shape.hidden))[0]
-            if layers != shape.layers:
-                raise ConfigError(
-                    f"--tuned: study {best['study']} was tuned on a model of {layers} layers; this one "
-                    f"has {shape.layers}: tune it on this model"
-                )
-
-
-def check_splits(facts: Sequence[Fact], bench: BenchConfig, attack: Attack) -> None:
-    """Split the facts for every seed and let the attack check each T/V pair, before any unlearning.
-
-    Raises:
-        DataError, ConfigError: for a side left empty, an overlap, or a T/V pair the attack refuses.
-    """
-    for seed in range(bench.seeds):
-        attack.check(*split_facts(facts, bench.val_fraction, seed))
-
-
-def load_bench(
-    inputs: Inputs, bench: BenchConfig, loop: UnlearnConfig, progress: bool = True
-) -> tuple[Loaded, list[Fact], dict[str, torch.Tensor]]:
-    """Load the model and data, pick the known facts, and keep a CPU copy of the original weights.
-
-    Raises:
-        ConfigError, DataError, ModelError: for bad input.
-    """
-    loaded = load_inputs(inputs, progress)
-    facts = known_facts(loaded, loaded.data.forget_facts, bench, loop.mcq_format)
-    original = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
-    return loaded, facts, original
-
-
-def per_method_configs(
-    names: Sequence[str], overrides: Mapping[str, Any], tuned: Mapping[str, Mapping[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Each method's config: its defaults, then its `tuned` overrides, then the `methods.<name>` section's.
-
-    Raises:
-        ConfigError: for a section naming a method not benched, or a bad key.
-    """
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise ConfigError(f"config: methods: {unknown} not in bench.methods {list(names)}")
-    tuned = tuned or {}
-    return {
-        name: unlearn_configs(
-            {"unlearn": {"method": name}, "method": merge(tuned.get(name, {}), overrides.get(name, {}))},
-            f"config: methods.{name}",
-        )[1]
-        for name in names
-    }
-
-
-def tuned_studies(bench: BenchConfig, tuned: Tuned) -> dict[str, dict[float, Mapping[str, Any]]]:
-    """Per benched method with a study at any bench budget: the study each bench budget uses.
-
-    A budget uses its own study where there is one, else the nearest tuned bench budget's (the
-    larger on a tie). Studies at budgets the bench does not run are ignored.
-    """
-    chosen = {}
-    for name in bench.methods:
-        own = {b: tuned[name][b] for b in bench.budgets if b in tuned.get(name, {})}
-        if own:
-            nearest = {b: min(own, key=lambda t, b=b: (abs(t - b), -t)) for b in bench.budgets}  # type: ignore[misc]
-            chosen[name] = {b: own[nearest[b]] for b in bench.budgets}
-    return chosen
-
-
-def bench_jobs(
-    bench: BenchConfig,
-    loop: UnlearnConfig,
-    overrides: Mapping[str, Any],
-    studies: Mapping[str, Mapping[float, Mapping[str, Any]]],
-) -> list[tuple[str, list[float], MethodConfig]]:
-    """(method, budgets, config): one unlearning run per seed for each group of budgets sharing a config.
-
-    Untuned, a method is one group of every budget, unlearned once up to the largest. A budget read
-    off a longer run's history is the run that budget would get only when the loop stops at the
-    first breach (`single_trajectory`); otherwise every budget is its own group.
-    """
-    jobs = []
-    for name in bench.methods:
-        chosen: Mapping[float, Mapping[str, Any] | None] = studies.get(name, dict.fromkeys(bench.budgets))
-        study_of = {b: t["study"] if t else None for b, t in chosen.items()}
-        for study in dict.fromkeys(study_of.values()):  # each distinct study, in budget order
-            budgets = [b for b in bench.budgets if study_of[b] == study]
-            best = chosen[budgets[0]]
-            tuned = {name: best["overrides"]} if best else None
-            config = per_method_configs([name], {name: overrides.get(name, {})}, tuned)[name]
-            groups = [budgets] if single_trajectory(loop) else [[b] for b in budgets]
-            jobs += [(name, group, config) for group in groups]
-    return jobs
-
-
-def single_trajectory(loop: UnlearnConfig) -> bool:
-    """Whether one run to the largest budget passes through every smaller budget's run.
-
-    True when the loop stops at the first epoch that leaves the budget and checks only at epoch
-    ends: then a run held to a smaller budget follows the same epochs and stops earlier. With
-    back-off or in-epoch checks, a smaller budget changes the trajectory itself.
-    """
-    return loop.max_backoffs == 0 and loop.check_every == 0
-
-
-@dataclass
-class Selectivity:
-    """The other domains' facts (never trained on) and the original model's scores on them."""
-
-    facts: list[Fact]
-    before: FactScores
-    mcq_format: McqFormat
-    batch_size: int
-
-    @classmethod
-    def of(cls, loaded: Loaded, bench: BenchConfig, loop: UnlearnConfig) -> Selectivity | None:
-        """At most `bench.heldout_max` of `loaded.heldout`, evenly spaced, scored on the loaded model.
-
-        Evenly spaced rather than the first ones, so that every domain of the file is represented.
-        None when there are no held-out facts or `heldout_max` is 0.
-        """
-        facts = evenly_spaced(loaded.heldout, bench.heldout_max)
-        if not facts:
-            return None
-        scores = evaluate_facts(loaded.model, loaded.tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
-        return cls(facts, scores, loop.mcq_format, loop.eval_batch_size)
-
-    def score(self, loaded: Loaded) -> FactScores:
-        """The loaded model's scores on the held-out facts now."""
-        return evaluate_facts(loaded.model, loaded.tokenizer, self.facts, self.mcq_format, self.batch_size)
-
-
-def evenly_spaced(items: Sequence[Fact], most: int) -> list[Fact]:
-    """`items` if there are at most `most`, else `most` of them at evenly spaced positions."""
-    if len(items) <= most:
-        return list(items)
-    return [items[i * len(items) // most] for i in range(most)]
-
-
-def bench_one(
-    loaded: Loaded,
-    facts: list[Fact],
-    bench: BenchConfig,
-    loop: UnlearnConfig,
-    name: str,
-    method_config: MethodConfig,
-    attack_cfg: AttackConfig,
-    seed: int,
-    original: dict[str, torch.Tensor],
-    progress: bool = False,
-    heldout: Selectivity | None = None,
-) -> list[BenchRun]:
-    """One method and seed: unlearn T + V once up to the largest budget, then attack each budget's model.
-
-    Budgets that keep the same epoch share one attack: their models are the same weights, and the
-    attack is seeded, so a second run would repeat the first exactly.
-
-    With `progress`, the epochs and each attack show a bar (nested under a caller's), named by the
-    method and seed ("cir seed 1 epoch 3", "cir seed 1 budget 0.01 finetune"). With `heldout`, each
-    budget's model is also scored on the other domains' facts before the attack (selectivity).
-    """
-    model, tokenizer = loaded.model, loaded.tokenizer
-    train, val = split_facts(facts, bench.val_fraction, seed)
-    model.load_state_dict(original)
-    before = evaluate_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
-    config = replace(loop, method=name, seed=seed)
-    result = unlearn_once(loaded, train, val, config, method_config, bench, progress, f"{name} seed {seed}")
-    runs = []
-    attacked: dict[int, tuple[AttackResult, FactScores | None]] = {}  # by kept epoch
-    for budget in bench.budgets:
-        epoch = kept_epoch(result, budget)
-        if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attack
-            budget_model(result, budget, original)
-            unlearned = heldout.score(loaded) if heldout is not None else None
-            attacker = ATTACKS.build(bench.attack, attack_cfg)
-            label = f"{name} seed {seed} budget {budget:g}"
-            attacked[epoch] = (attacker.run(model, tokenizer, train, val, progress, label), unlearned)
-        attack, unlearned = attacked[epoch]
-        run = bench_run(name, seed, budget, before, result, epoch, attack)
-        if heldout is not None:
-            run = replace(run, heldout_before=heldout.before, heldout_unlearned=unlearned)
-        runs.append(run)
-    model.load_state_dict(original)
-    return runs
-
-
-def unlearn_once(
-    loaded: Loaded,
-    train: list[Fact],
-    val: list[Fact],
-    loop: UnlearnConfig,
-    method_config: MethodConfig,
-    bench: BenchConfig,
-    progress: bool = False,
-    label: str | None = None,
-) -> UnlearnResult:
-    """Unlearn T + V from the loaded model once, up to the largest bench budget, monitoring V.
-
-    Every epoch's trained weights are kept, for `budget_model`. The data, its order and the seed are
-    those of `cir unlearn --forget T V` with the same settings, so the trajectory is the same.
-    `progress` and `label` are `unlearn`'s (a bar per epoch, f"{label} epoch {n}").
-    """
-    data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
-    config = replace(loop, budget=max(bench.budgets))
-    return unlearn(
-        loaded.model,
-        loaded.tokenizer,
-        data,
-        config,
-        method_config,
-        progress,
-        keep_every_epoch=True,
-        label=label,
-    )
-
-
-def kept_epoch(result: UnlearnResult, budget: float) -> int:
-    """The epoch a run stopped at `budget` keeps: the run's own at its budget, else `last_epoch_within`.
-
-    The second holds for a smaller budget only on a `single_trajectory` run (`bench_jobs`).
-    """
-    if budget == result.budget.budget:
-        return result.epochs
-    return last_epoch_within(result.history, replace(result.budget, budget=budget))
-
-
-def budget_model(result: UnlearnResult, budget: float, original: dict[str, torch.Tensor]) -> int:
-    """Put `result.model` in the state a run stopped at `budget` ends in; returns that (kept) epoch.
-
-    The state is the original weights with the trained ones of `last_epoch_within(history, budget)`,
-    from `result.snapshots` (an `unlearn(..., keep_every_epoch=True)` run to at least this budget).
-    """
-    assert result.snapshots is not None  # bench_one asked for every epoch
-    epoch = kept_epoch(result, budget)
-    model: PreTrainedModel = result.model
-    model.load_state_dict(original)
-    result.snapshots.restore(epoch)
-    return epoch
-
-
-def bench_run(
-    method: str,
-    seed: int,
-    budget: float,
-    before: FactScores,
-    result: UnlearnResult,
-    epoch: int,
-    attack: AttackResult,
-) -> BenchRun:
-    """What a bench run records of its unlearning (up to `epoch`) and of the attack that followed."""
-    kept = result.history[epoch]
-    return BenchRun(
-        method=method,
-        seed=seed,
-        budget=budget,
-        epochs=epoch,
-        v_before=before,
-        v_unlearned=kept.facts,
-        v_post_attack=attack.post_attack,
-        general_loss_before=result.history.before.disruption.general_loss,
-        general_loss_after=kept.disruption.general_loss,
-        seconds_per_fact=kept.seconds / result.facts,
-        unlearn_trajectory=[
-            TrajectoryPoint(r.epoch, r.facts, r.disruption.general_loss) for r in result.history
-        ],
-        attack_trajectory=[TrajectoryPoint(e.epoch, e.facts) for e in attack.history],
-        post_attack_definition=attack.post_attack_definition,
-        stop_reasons={"unlearn": stop_reason_at(result, budget, epoch), "attack": attack.stop_reason},
-    )
-
-
-def stop_reason_at(result: UnlearnResult, budget: float, epoch: int) -> str:
-    """Why a run held to `budget`, which keeps `epoch`, stops there.
-
-    At the run's own budget, the run's reason. A `single_trajectory` run also serves every smaller
-    budget: there, an epoch the run went on to after `epoch` is one that left that budget.
-    """
-    if budget == result.budget.budget or epoch == result.history[-1].epoch:
-        return result.stop_reason
-    return "budget"

@@ -20,11 +20,13 @@ from cir.data.facts import load_facts, load_texts
 from cir.demo import DemoConfig, build_demo, load_demo
 from cir.errors import CirError
 from cir.evals.scores import MCQ_FORMATS, McqFormat, score_files
+from cir.experiment import raw_config
 from cir.export import WRITABLE, export_gguf, template_path
 from cir.fact_sets import FactSetConfig, build_fact_sets
+from cir.inputs import Inputs
 from cir.model_io import load_model
 from cir.outputs import check_output_dir
-from cir.pipeline import Inputs, raw_config, run, run_attack, run_unlearn
+from cir.pipeline import run, run_attack, run_unlearn
 from cir.real_demo import fact_sets_markdown, run_real_demo
 from cir.registry import ATTACKS, METHODS
 from cir.report import (

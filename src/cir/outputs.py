@@ -1,4 +1,4 @@
-"""Output folders and files written atomically: complete or absent, never half-written.
+"""Output folders and files written atomically: complete or absent, never half-written; the writers.
 
 Every output folder is written next to its final place under a temporary name and renamed into place
 only when complete, so an interrupted run never leaves a half-written result, an existing output is
@@ -14,9 +14,18 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cir.config import to_dict
 from cir.errors import ModelError, OutputExistsError
+from cir.runtime import peak_memory_bytes
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from cir.methods.base import MethodConfig
+    from cir.records import AttackResult
+    from cir.unlearn import UnlearnConfig, UnlearnResult
 
 
 def check_output_dir(out_dir: Path, force: bool = False, protected: Sequence[Path] = ()) -> None:
@@ -135,3 +144,50 @@ def _move_into_place(staging: Path, out_dir: Path, force: bool) -> None:
         ) from error
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def write_unlearned(
+    folder: Path,
+    result: UnlearnResult,
+    loop: UnlearnConfig,
+    method: MethodConfig,
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
+    """The unlearned model and tokenizer, metrics.jsonl (one EpochRecord a line) and summary.json."""
+    result.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_jsonl(folder / "metrics.jsonl", result.history.to_json())
+    write_json_atomic(folder / "summary.json", unlearn_summary(result, loop, method))
+
+
+def unlearn_summary(result: UnlearnResult, loop: UnlearnConfig, method: MethodConfig) -> dict[str, Any]:
+    """What summary.json holds: config, seed, epochs, stop reason, cost, before/after records."""
+    device = next(result.model.parameters()).device
+    return {
+        "config": {"unlearn": to_dict(loop), "method": to_dict(result.method_config or method)},
+        "seed": loop.seed,
+        "stop_reason": result.stop_reason,
+        "epochs": result.epochs,
+        "budget_limit": result.budget.limit,
+        "data_scale": result.data_scale,
+        "backoffs": [b.to_json() for b in result.backoffs],
+        "unlearn_seconds": result.seconds,
+        "check_seconds": result.check_seconds,
+        "seconds_per_fact": result.seconds_per_fact,
+        "facts": result.facts,
+        "peak_memory_bytes": peak_memory_bytes(device),
+        "device": str(device),
+        "before": result.history.before.to_json(),
+        "after": result.kept.to_json(),
+    }
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One JSON object a line."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def write_attack(folder: Path, attack: str, result: AttackResult) -> None:
+    """attack.jsonl (one AttackEpoch a line) and attack_summary.json."""
+    write_jsonl(folder / "attack.jsonl", [epoch.to_json() for epoch in result.history])
+    write_json_atomic(folder / "attack_summary.json", {"attack": attack, **result.to_json()})

@@ -17,8 +17,10 @@ from typing import Any
 from cir.config import merge
 from cir.data.facts import load_facts, save_facts
 from cir.errors import ConfigError
+from cir.experiment import config_source
 from cir.fact_sets import FactSetPaths, fact_sets_for, heldout_facts
-from cir.pipeline import Inputs, config_source, run
+from cir.inputs import Inputs
+from cir.pipeline import run
 from cir.pretrained import BUILTIN_MODELS
 from cir.probes import StageProbe
 from cir.records import RunReport

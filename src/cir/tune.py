@@ -1,6 +1,6 @@
 """`cir tune`: one Optuna study per method at one disruption budget, minimising V's post-attack metric.
 
-Each trial is one bench run (`bench.bench_one`: one seed, one budget) with the trial's method config,
+Each trial is one bench run (`cir.point.bench_point`: one seed, one budget) with the trial's method config,
 drawn from the method's registered search space: unlearn T + V, keep the last epoch within the
 budget, attack with T, score V. Every trial respects the budget by construction; a config whose
 first epoch already exceeds it leaves the model unchanged (epoch 0), which scores badly. Explicit
@@ -26,12 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from cir.attacks.base import AttackConfig
-from cir.bench import BenchConfig, bench_configs, bench_one, load_bench, per_method_configs
 from cir.config import from_dict, require, split_sections, to_dict
 from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
+from cir.experiment import BenchConfig, bench_configs, per_method_configs
+from cir.inputs import Inputs, Loaded
 from cir.modules import ModelShape, model_shape
-from cir.pipeline import Inputs, Loaded
+from cir.point import bench_point, load_bench
 from cir.registry import ATTACKS, METHODS
 from cir.unlearn import UnlearnConfig
 
@@ -129,7 +130,7 @@ def tune(inputs: Inputs, raw_config: dict[str, Any], method: str, progress: bool
         raw_config: section tune (`TuneConfig`), and bench, unlearn, attack and methods as for
             `cir bench`.
         method: a registered method with a search space.
-        progress: show a bar over trials, and under it each trial's epochs and attack (`bench_one`).
+        progress: show a bar over trials, and under it each trial's epochs and attack (`bench_point`).
 
     Raises:
         ConfigError, DataError, ModelError: for bad input (configs are checked before loading).
@@ -267,7 +268,7 @@ def check_start_points(config: TuneConfig, methods: list[str], shape: ModelShape
 def objective(setup: Setup, method: str, budget: float, seed: int, progress: bool = False) -> Any:
     """The trial function: bench `method` at `budget` and `seed`; returns V's post-attack metric.
 
-    With `progress`, each trial shows its epochs and attack in bars (`bench.bench_one`).
+    With `progress`, each trial shows its epochs and attack in bars (`cir.point.bench_point`).
     """
     bench = replace(setup.bench, budgets=[budget])
     search_space = METHODS.get(method).search_space
@@ -276,7 +277,7 @@ def objective(setup: Setup, method: str, budget: float, seed: int, progress: boo
     def run(trial: optuna.Trial) -> float:
         explicit = {method: setup.overrides.get(method, {})}
         config = per_method_configs([method], explicit, {method: search_space(trial, setup.shape)})[method]
-        (result,) = bench_one(
+        (result,) = bench_point(
             setup.loaded,
             setup.facts,
             bench,

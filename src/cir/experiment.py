@@ -1,0 +1,176 @@
+"""The experiment file: its sections, and the typed configs each command builds from them once.
+
+One YAML file (or preset) holds any of the sections `unlearn`, `method`, `methods`, `attack`,
+`bench` and `tune`; `key=value` overrides merge on top (`raw_config`). Each command reads the
+sections it uses: `cir unlearn` and `cir run` the loop's and one method's (`unlearn_configs`) and the
+attack's (`attack_config`); `cir bench` and `cir tune` the bench's, the loop's, the attack's and
+each benched method's (`bench_configs`). Unknown keys, wrong types and keys a command would ignore
+are errors that name them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cir.attacks.base import AttackConfig
+from cir.config import config_error, from_dict, load_yaml, merge, parse_overrides, require, split_sections
+from cir.errors import ConfigError
+from cir.methods.base import MethodConfig
+from cir.registry import ATTACKS, METHODS
+from cir.unlearn import UnlearnConfig
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+UNLEARN_SECTIONS = ["unlearn", "method"]
+
+
+RUN_SECTIONS = ["unlearn", "method", "attack"]
+
+
+def config_source(config: str | Path | None) -> dict[str, Any]:
+    """Read `--config`: a YAML path or the name of a shipped preset (e.g. `paper_llama8b`).
+
+    Raises:
+        ConfigError: if it is neither, or the file cannot be read as a YAML mapping (`load_yaml`).
+    """
+    if config is None:
+        return {}
+    path = Path(config)
+    if not path.suffix and not path.exists() and (PRESETS / f"{config}.yaml").is_file():
+        path = PRESETS / f"{config}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+        raise ConfigError(f"{config}: no such config file or preset (presets: {known})")
+    return load_yaml(path)
+
+
+def raw_config(config: str | Path | None, overrides: list[str]) -> dict[str, Any]:
+    """The config file (or preset) with `key=value` overrides merged on top."""
+    return merge(config_source(config), parse_overrides(overrides))
+
+
+def unlearn_configs(
+    sections: dict[str, dict[str, Any]], source: str = "config"
+) -> tuple[UnlearnConfig, MethodConfig]:
+    """Build the loop's and the chosen method's config from the `unlearn` and `method` sections.
+
+    Raises:
+        ConfigError: naming every bad key.
+    """
+    loop = from_dict(UnlearnConfig, sections["unlearn"], f"{source}: unlearn")
+    method: MethodConfig = from_dict(
+        METHODS.get(loop.method).config_class, sections["method"], f"{source}: method"
+    )
+    return loop, method
+
+
+def attack_config(name: str, sections: dict[str, dict[str, Any]], source: str = "config") -> AttackConfig:
+    """The config of attack `name` from the `attack` section.
+
+    Raises:
+        ConfigError: for an unknown attack or a bad key.
+    """
+    return from_dict(ATTACKS.get(name).config_class, sections["attack"], f"{source}: attack")
+
+
+BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods"]
+
+
+@dataclass
+class BenchConfig:
+    """What the bench compares and how."""
+
+    methods: list[str] = field(
+        default_factory=lambda: ["cir", "mlp_breaking", "grad_diff", "circuit_breakers"]
+    )
+    budgets: list[float] = field(default_factory=lambda: [0.001, 0.01])  # relative general-loss rises
+    seeds: int = 3  # seeds 0..seeds-1: each its own T/V split and unlearning order (not the attack's seed)
+    attack: str = "finetune"  # a registered attack (`cir attacks`)
+    val_fraction: float = 0.2  # share of known facts in V
+    known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
+    prior_field: str | None = None  # fact field holding the prior acc_t1; None = measure it with the model
+    metric: Literal["answer_prob", "acc_t1", "acc_t0"] = "answer_prob"  # the headline V metric
+    heldout_max: int = 80  # other domains' facts scored for selectivity: at most this many, evenly spaced
+
+    def __post_init__(self) -> None:
+        """Check ranges.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        require(
+            self,
+            "bench",
+            [
+                ("methods", "a non-empty list", len(self.methods) > 0),
+                ("budgets", "a non-empty list of values > 0", bool(self.budgets) and min(self.budgets) > 0),
+                ("seeds", ">= 1", self.seeds >= 1),
+                ("heldout_max", ">= 0", self.heldout_max >= 0),
+                ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
+                (
+                    "metric",
+                    "answer_prob, acc_t1 or acc_t0",
+                    self.metric in ("answer_prob", "acc_t1", "acc_t0"),
+                ),
+            ],
+        )
+
+
+# Loop keys the bench sets itself, per run: a value in the config would be ignored, so it is refused.
+SET_BY_BENCH = {"budget": "bench.budgets", "method": "bench.methods", "seed": "bench.seeds"}
+
+
+def bench_configs(
+    raw: dict[str, Any], extra_methods: Sequence[str] = (), command: str = "cir bench"
+) -> tuple[BenchConfig, UnlearnConfig, AttackConfig, dict[str, Any]]:
+    """The bench, loop and attack configs, and the `methods` section (checked, still raw overrides).
+
+    Raises:
+        ConfigError: naming every bad key, a loop key the bench sets itself (`SET_BY_BENCH`, named
+            with `command`), or a `methods.<name>` section for a method not benched (nor in
+            `extra_methods`).
+    """
+    sections = split_sections(raw, BENCH_SECTIONS, "config")
+    ignored = [
+        f"config: unlearn.{key} is not read by {command}, which sets it from {source}; remove it"
+        for key, source in SET_BY_BENCH.items()
+        if key in sections["unlearn"]
+    ]
+    if ignored:
+        raise config_error(ignored)
+    if raw.get("method"):
+        warnings.warn(
+            f"{command} does not read the method: section (it is `cir unlearn`'s and `cir run`'s); "
+            "each benched method's settings go under methods.<name>",
+            stacklevel=2,
+        )
+    bench = from_dict(BenchConfig, sections["bench"], "config: bench")
+    loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
+    per_method_configs([*bench.methods, *extra_methods], sections["methods"])
+    return bench, loop, attack_config(bench.attack, sections), sections["methods"]
+
+
+def per_method_configs(
+    names: Sequence[str], overrides: Mapping[str, Any], tuned: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Each method's config: its defaults, then its `tuned` overrides, then the `methods.<name>` section's.
+
+    Raises:
+        ConfigError: for a section naming a method not benched, or a bad key.
+    """
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ConfigError(f"config: methods: {unknown} not in bench.methods {list(names)}")
+    tuned = tuned or {}
+    return {
+        name: unlearn_configs(
+            {"unlearn": {"method": name}, "method": merge(tuned.get(name, {}), overrides.get(name, {}))},
+            f"config: methods.{name}",
+        )[1]
+        for name in names
+    }
