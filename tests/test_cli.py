@@ -56,6 +56,7 @@ def test_unlearn_writes_model_metrics_and_summary(workspace, capsys):
     assert set(metrics[1]["facts"]) == {"acc_t0", "acc_t1", "answer_prob", "recall_loss"}
     assert "forget_loss" in metrics[1]["train"] and metrics[0]["train"] == {}
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["threads"] == torch.get_num_threads() and summary["torch"] == torch.__version__
     assert summary["config"]["method"]["forget_layers"] == [1]
     assert summary["facts"] == 3 and summary["seconds_per_fact"] > 0
     assert {"stop_reason", "epochs", "peak_memory_bytes", "before", "after"} <= set(summary)

@@ -16,8 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from cir.config import to_dict
 from cir.errors import ModelError, OutputExistsError
+from cir.records import UnlearnSummary
 from cir.runtime import peak_memory_bytes
 
 if TYPE_CHECKING:
@@ -157,29 +160,31 @@ def write_unlearned(
     result.model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_jsonl(folder / "metrics.jsonl", result.history.to_json())
-    write_json_atomic(folder / "summary.json", unlearn_summary(result, loop, method))
+    write_json_atomic(folder / "summary.json", unlearn_summary(result, loop, method).to_json())
 
 
-def unlearn_summary(result: UnlearnResult, loop: UnlearnConfig, method: MethodConfig) -> dict[str, Any]:
-    """What summary.json holds: config, seed, epochs, stop reason, cost, before/after records."""
+def unlearn_summary(result: UnlearnResult, loop: UnlearnConfig, method: MethodConfig) -> UnlearnSummary:
+    """What summary.json holds: config, seed, epochs, stop reason, back-offs, cost, threads, records."""
     device = next(result.model.parameters()).device
-    return {
-        "config": {"unlearn": to_dict(loop), "method": to_dict(result.method_config or method)},
-        "seed": loop.seed,
-        "stop_reason": result.stop_reason,
-        "epochs": result.epochs,
-        "budget_limit": result.budget.limit,
-        "data_scale": result.data_scale,
-        "backoffs": [b.to_json() for b in result.backoffs],
-        "unlearn_seconds": result.seconds,
-        "check_seconds": result.check_seconds,
-        "seconds_per_fact": result.seconds_per_fact,
-        "facts": result.facts,
-        "peak_memory_bytes": peak_memory_bytes(device),
-        "device": str(device),
-        "before": result.history.before.to_json(),
-        "after": result.kept.to_json(),
-    }
+    return UnlearnSummary(
+        config={"unlearn": to_dict(loop), "method": to_dict(result.method_config or method)},
+        seed=loop.seed,
+        stop_reason=result.stop_reason,
+        epochs=result.epochs,
+        budget_limit=result.budget.limit,
+        data_scale=result.data_scale,
+        backoffs=result.backoffs,
+        unlearn_seconds=result.seconds,
+        check_seconds=result.check_seconds,
+        seconds_per_fact=result.seconds_per_fact,
+        facts=result.facts,
+        peak_memory_bytes=peak_memory_bytes(device),
+        device=str(device),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        before=result.history.before,
+        after=result.kept,
+    )
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -25,6 +25,12 @@ Code reads these fields; files hold their `to_json()` form. The JSON key names, 
   the full budget text against its `limit`, the step of the epoch whose weights the run went back to
   (0: the epoch's start, which is the last kept epoch's end), and the step scale the run goes on with
   (the breach after the last allowed back-off ends the run: its step_scale is never used).
+- **UnlearnSummary**, `summary.json` of `cir unlearn` and `cir run`: `{"config", "seed", "stop_reason",
+  "epochs", "budget_limit", "data_scale", "backoffs", "unlearn_seconds", "check_seconds",
+  "seconds_per_fact", "facts", "peak_memory_bytes", "device", "threads", "torch", "before",
+  "after"}`; config = `{"unlearn", "method"}` as run; threads = torch's intra-op threads (CPU
+  results repeat bit for bit only at the same count); torch = its version; before/after =
+  EpochRecords before unlearning and at the kept epoch.
 - **AttackEpoch**, a line of `attack.jsonl`: `{"epoch", "facts", "train_loss", "seconds"}`; facts =
   FactScores of the eval facts (V); epoch 0 = before the attack (few_shot: 0 = the 0-shot prompt,
   1 = the k-shot one); train_loss null where nothing trains.
@@ -190,6 +196,36 @@ class UnlearnHistory(Sequence[EpochRecord]):
     def to_json(self) -> list[dict[str, Any]]:
         """One EpochRecord object per epoch (the lines of metrics.jsonl)."""
         return [record.to_json() for record in self.records]
+
+
+@dataclass(frozen=True)
+class UnlearnSummary:
+    """What one unlearning run did and cost (`summary.json`)."""
+
+    config: dict[str, Any]  # {"unlearn": ..., "method": ...}, as the run used them
+    seed: int
+    stop_reason: str
+    epochs: int  # the kept epoch
+    budget_limit: float
+    data_scale: float  # the step factor for the data's size
+    backoffs: list[BackOff]
+    unlearn_seconds: float
+    check_seconds: float  # the part of unlearn_seconds spent on budget checks
+    seconds_per_fact: float
+    facts: int
+    peak_memory_bytes: int
+    device: str
+    threads: int  # torch's intra-op threads: part of what makes a CPU run repeat
+    torch: str  # torch's version
+    before: EpochRecord
+    after: EpochRecord
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (its keys in the module docstring)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["backoffs"] = [b.to_json() for b in self.backoffs]
+        data["before"], data["after"] = self.before.to_json(), self.after.to_json()
+        return data
 
 
 @dataclass(frozen=True)
