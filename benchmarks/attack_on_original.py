@@ -25,7 +25,8 @@ from cir.inputs import Inputs
 from cir.outputs import write_json_atomic
 from cir.point import load_bench
 from cir.registry import ATTACKS
-from cir.report import V_METRICS, table
+from cir.report import table
+from cir.stats import V_METRICS
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,15 +23,8 @@ from cir.model_io import load_model
 from cir.plots import bench_plots
 from cir.point import bench_point, budget_model, evenly_spaced, load_bench, unlearn_once
 from cir.registry import ATTACKS, METHODS
-from cir.report import (
-    STAGES,
-    V_METRICS,
-    bench_markdown,
-    load_bench_results,
-    merge_bench_results,
-    ratio,
-    retable,
-)
+from cir.report import bench_markdown, load_bench_results, merge_bench_results, retable
+from cir.stats import STAGES, V_METRICS, Stat, per_seed_ratios
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -387,13 +380,9 @@ def test_merge_refuses_parts_of_different_benches(bench_out):
 
 def test_a_ratio_over_fewer_seeds_than_its_row_says_how_many():
     """A seed whose best baseline kept no drop has no ratio; the report says the mean is over the rest."""
-    assert ratio({0: 0.4, 1: 0.4, 2: 0.2}, {0: 0.02, 1: -0.03, 2: 0.0}, "rmu") == {
-        "best_baseline": "rmu",
-        "ratio_seeds": 1,
-        "ratio": pytest.approx(20.0),
-        "ratio_std": None,
-    }
-    assert ratio({0: 0.4}, {0: -0.01}, "rmu")["ratio"] is None
+    ratios = per_seed_ratios({0: 0.4, 1: 0.4, 2: 0.2}, {0: 0.02, 1: -0.03, 2: 0.0})
+    assert ratios == [pytest.approx(20.0)] and Stat.of(ratios) == Stat(pytest.approx(20.0), None)
+    assert per_seed_ratios({0: 0.4}, {0: -0.01}) == [] and Stat.of([]) == Stat(None, None)
 
 
 def test_markdown_shows_the_seeds_a_ratio_counts(bench_out):

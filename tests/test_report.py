@@ -4,7 +4,7 @@ import pytest
 
 from cir.records import BenchRun, FactScores
 from cir.registry import METHODS
-from cir.report import aggregate, drop, summarise
+from cir.stats import aggregate, drop
 
 
 def scores(acc_t1):
@@ -51,7 +51,11 @@ def test_roles_come_from_the_registry():
 
 def test_rows_take_the_best_baseline_by_mean_drop_and_ratio_per_seed():
     rows = {
-        r["method"]: r for r in aggregate(RUNS, ["cir", "mlp_breaking", "rmu", "grad_diff"], [0.01], "acc_t1")
+        r["method"]: r
+        for r in (
+            row.to_json()
+            for row in aggregate(RUNS, ["cir", "mlp_breaking", "rmu", "grad_diff"], [0.01], "acc_t1")
+        )
     }
     assert {r["best_baseline"] for r in rows.values()} == {"grad_diff"}
     cir = rows["cir"]
@@ -62,15 +66,14 @@ def test_rows_take_the_best_baseline_by_mean_drop_and_ratio_per_seed():
 
 def test_a_seed_where_the_baseline_kept_nothing_has_no_ratio():
     only_rmu = [r for r in RUNS if r.method in ("cir", "rmu")]
-    (cir,) = [r for r in aggregate(only_rmu, ["cir", "rmu"], [0.01], "acc_t1") if r["method"] == "cir"]
+    rows = [row.to_json() for row in aggregate(only_rmu, ["cir", "rmu"], [0.01], "acc_t1")]
+    (cir,) = [r for r in rows if r["method"] == "cir"]
     assert cir["best_baseline"] == "rmu" and cir["ratio_seeds"] == 1
     assert cir["ratio"] == pytest.approx(0.4 / 0.2) and cir["ratio_std"] is None
 
 
-def test_one_seed_has_no_spread():
-    row = summarise([RUNS[0]], "acc_t1")
-    assert (
-        row["seeds"] == 1
-        and row["drop"] == pytest.approx(drop(RUNS[0], "acc_t1"))
-        and row["drop_std"] is None
-    )
+def test_one_seed_has_no_spread_and_a_missing_value_none():
+    stats = columns([RUNS[0]], "acc_t1")
+    assert stats["drop"] == Stat(pytest.approx(drop(RUNS[0], "acc_t1")), None)
+    assert stats["heldout_change"] == Stat(None, None)  # no held-out facts in these runs
+    assert Stat.of([1.0, 3.0]) == Stat(2.0, pytest.approx(2**0.5))

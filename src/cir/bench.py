@@ -36,7 +36,8 @@ from cir.point import (
 )
 from cir.records import BenchResults, BenchRun
 from cir.registry import ATTACKS
-from cir.report import aggregate, bench_markdown, definitions
+from cir.report import bench_markdown, definitions
+from cir.stats import aggregate
 
 
 def run_bench(
@@ -83,7 +84,7 @@ def run_bench(
         "methods": {n: to_dict(c) for n, budgets, c in jobs if largest in budgets},  # at the largest
         "tuned": {n: {str(b): dict(t) for b, t in chosen.items()} for n, chosen in studies.items()},
     }
-    table = aggregate(runs, bench.methods, bench.budgets, bench.metric)
+    table = [row.to_json() for row in aggregate(runs, bench.methods, bench.budgets, bench.metric)]
     results = BenchResults(config, len(facts), definitions(runs), runs, table)
     write_bench_results(results, out, force)
     return results

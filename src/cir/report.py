@@ -1,7 +1,7 @@
-"""Readable results: the bench's aggregate table, plain-text and Markdown tables, and run reports.
+"""Readable results: plain-text and Markdown tables of the bench and of runs, and the results files.
 
-`aggregate` turns the bench's runs into one row per (budget, method) of means and `_std`s over
-seeds; `retable` rebuilds a results folder's table and Markdown from its recorded runs. The text
+The statistics behind the bench's table are `cir.stats`' (pure functions of the recorded runs);
+`retable` rebuilds a results folder's table and Markdown from its recorded runs. The text
 the command line prints for each command's result (`demo_build_text`, `unlearn_text`, ...) is
 formatted here too, so the CLI only parses and calls.
 """
@@ -9,7 +9,6 @@ formatted here too, so the CLI only parses and calls.
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,14 +18,11 @@ from cir.errors import DataError
 from cir.files import read_text
 from cir.outputs import write_json_atomic
 from cir.records import AttackResult, BenchResults, BenchRun, RunReport
-from cir.registry import METHODS
+from cir.stats import STAGES, V_METRICS, aggregate
 
 if TYPE_CHECKING:
     from cir.registry import Registry
     from cir.unlearn import UnlearnResult
-
-V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
-STAGES = ("before", "unlearned", "post_attack")
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -213,88 +209,6 @@ def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
     }
 
 
-def aggregate(
-    runs: Sequence[BenchRun], methods: Sequence[str], budgets: Sequence[float], metric: str
-) -> list[dict[str, Any]]:
-    """One row per (budget, method): mean and std over seeds, the drop, and the ratio to the best baseline."""
-    rows = []
-    for budget in budgets:
-        drops = {
-            name: {r.seed: drop(r, metric) for r in runs if r.method == name and r.budget == budget}
-            for name in methods
-        }
-        baselines = [n for n in methods if METHODS.get(n).role == "baseline" and drops[n]]
-        best = max(baselines, key=lambda n: statistics.fmean(drops[n].values()), default=None)
-        for name in methods:
-            mine = [r for r in runs if r.method == name and r.budget == budget]
-            rows.append(
-                {
-                    "budget": budget,
-                    "method": name,
-                    **summarise(mine, metric),
-                    **ratio(drops[name], drops[best] if best else {}, best),
-                }
-            )
-    return rows
-
-
-def drop(run: BenchRun, metric: str) -> float:
-    """V's `metric` before unlearning minus post-attack."""
-    return run.v_before.metric(metric) - run.v_post_attack.metric(metric)
-
-
-def heldout_change(run: BenchRun, metric: str) -> float | None:
-    """Selectivity: the other domains' `metric` at the kept epoch minus before (None without them)."""
-    if run.heldout_before is None or run.heldout_unlearned is None:
-        return None
-    return run.heldout_unlearned.metric(metric) - run.heldout_before.metric(metric)
-
-
-def summarise(runs: Sequence[BenchRun], metric: str) -> dict[str, Any]:
-    """Mean and std over seeds of the row's numbers."""
-
-    def stats(key: str, values: list[Any]) -> dict[str, float | None]:
-        if None in values:  # e.g. a bench without held-out facts
-            return {key: None, f"{key}_std": None}
-        return {
-            key: statistics.fmean(values),
-            f"{key}_std": statistics.stdev(values) if len(values) > 1 else None,  # one seed: no spread
-        }
-
-    columns: dict[str, list[Any]] = {
-        **{stage: [r.v(stage).metric(metric) for r in runs] for stage in STAGES},
-        "drop": [drop(r, metric) for r in runs],
-        # every V metric at every stage (e.g. acc_t0_unlearned), the headline one included
-        **{
-            f"{name}_{stage}": [r.v(stage).metric(name) for r in runs]
-            for name in V_METRICS
-            for stage in STAGES
-        },
-        "general_loss_change": [100 * (r.general_loss_after / r.general_loss_before - 1) for r in runs],
-        "heldout_change": [heldout_change(r, metric) for r in runs],
-        "epochs": [float(r.epochs) for r in runs],
-        "seconds_per_fact": [r.seconds_per_fact for r in runs],
-    }
-    row: dict[str, Any] = {"seeds": len(runs)}
-    for key, values in columns.items():
-        row |= stats(key, values)
-    return row
-
-
-def ratio(mine: dict[int, float], best: dict[int, float], best_name: str | None) -> dict[str, Any]:
-    """Drop / best baseline's drop, per seed, then mean and std, and the seeds counted.
-
-    A seed where the baseline's drop is <= 0 has no ratio; the mean is over the others (None if none).
-    """
-    per_seed = [mine[s] / best[s] for s in mine if s in best and best[s] > 0]
-    return {
-        "best_baseline": best_name,
-        "ratio_seeds": len(per_seed),
-        "ratio": statistics.fmean(per_seed) if per_seed else None,
-        "ratio_std": statistics.stdev(per_seed) if len(per_seed) > 1 else None,
-    }
-
-
 def load_bench_results(path: Path) -> BenchResults:
     """Read a bench's results.json.
 
@@ -316,7 +230,8 @@ def retable(folder: Path) -> BenchResults:
     """
     results = load_bench_results(folder / "results.json")
     bench = results.config["bench"]
-    results.table = aggregate(results.runs, bench["methods"], bench["budgets"], bench["metric"])
+    rows = aggregate(results.runs, bench["methods"], bench["budgets"], bench["metric"])
+    results.table = [row.to_json() for row in rows]
     results.definition = definitions(results.runs)
     write_json_atomic(folder / "results.json", results.to_json())
     (folder / "results.md").write_text(bench_markdown(results), encoding="utf-8")
@@ -364,5 +279,5 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
     config["bench"]["methods"] = methods
     config["bench"]["seeds"] = max(part.config["bench"]["seeds"] for _, part in parts)
     bench = config["bench"]
-    table = aggregate(runs, methods, bench["budgets"], bench["metric"])
-    return BenchResults(config, first.facts, definitions(runs), runs, table)
+    rows = aggregate(runs, methods, bench["budgets"], bench["metric"])
+    return BenchResults(config, first.facts, definitions(runs), runs, [row.to_json() for row in rows])
