@@ -4,7 +4,7 @@ import pytest
 
 from cir.records import BenchRun, FactScores
 from cir.registry import METHODS
-from cir.stats import aggregate, drop
+from cir.stats import Stat, aggregate, columns, drop
 
 
 def scores(acc_t1):
