@@ -265,7 +265,7 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
 def _inputs(args: argparse.Namespace, forget: list[Path] | None = None) -> Inputs:
     return Inputs(
         model=args.model,
-        forget=args.forget if forget is None else forget,
+        forget=list(args.forget if forget is None else forget),
         retain=getattr(args, "retain", None),  # `cir attack` has neither
         general=getattr(args, "general", None),
         heldout=getattr(args, "heldout", None),  # bench and tune only

@@ -20,6 +20,17 @@ from cir.model_io import load_model
 from cir.pretrained import BUILTIN_MODELS
 from cir.unlearn import UnlearnData
 
+Facts = Path | list[Fact]  # a fact file, or facts already in memory (a library caller's, the demos')
+
+
+def facts_of(source: Facts) -> list[Fact]:
+    """The facts of a file (read and checked) or of a list (as given).
+
+    Raises:
+        DataError: for a bad file, naming it (and the line and field).
+    """
+    return list(source) if isinstance(source, list) else load_facts(source)
+
 
 @dataclass
 class Inputs:
@@ -29,9 +40,9 @@ class Inputs:
     """
 
     model: str | None = None  # folder, hub id, .gguf or built-in name; None = the demo model
-    forget: list[Path] = field(default_factory=list)  # fact files to forget; demo: its forget facts (T + V)
-    train: Path | None = None  # T facts the attack trains on (a run forgets T + V); demo: its T split
-    eval: Path | None = None  # V facts the attack is scored on; demo: its V split
+    forget: list[Facts] = field(default_factory=list)  # fact files (or lists) to forget; demo: T + V
+    train: Facts | None = None  # T facts the attack trains on (a run forgets T + V); demo: its T split
+    eval: Facts | None = None  # V facts the attack is scored on; demo: its V split
     retain: Path | None = None  # retain texts (.jsonl facts or .txt lines); demo: its retain facts + general
     general: Path | None = None  # held-out general text for the budget; demo: its general_eval
     heldout: Path | None = None  # facts of other domains, for selectivity; built-in model: its heldout.jsonl
@@ -78,9 +89,9 @@ def read_given(inputs: Inputs) -> None:
     Raises:
         DataError: for a bad file, naming it (and the line and field).
     """
-    for path in [*inputs.forget, inputs.train, inputs.eval, inputs.heldout]:
-        if path is not None:
-            load_facts(path)
+    for source in [*inputs.forget, inputs.train, inputs.eval, inputs.heldout]:
+        if source is not None:
+            facts_of(source)
     for path in (inputs.retain, inputs.general):
         if path is not None:
             load_texts(path)
@@ -110,7 +121,7 @@ def load_data(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> UnlearnD
         raise ConfigError(
             "with --model, give --forget FILE... and --general FILE (held-out text for the budget)"
         )
-    forget = [f for path in inputs.forget for f in load_facts(path)] or demo_forget(demo)
+    forget = [f for source in inputs.forget for f in facts_of(source)] or demo_forget(demo)
     retain = load_texts(inputs.retain) if inputs.retain else demo_retain(demo, inputs)
     general = load_texts(inputs.general or demo.general_eval)  # type: ignore[union-attr]
     return UnlearnData(forget, retain, general)
@@ -185,7 +196,7 @@ def attack_facts(inputs: Inputs, demo: DemoPaths | FactSetPaths | None) -> tuple
         ConfigError: if one is missing and there is no demo to take it from.
     """
     if inputs.train is not None and inputs.eval is not None:
-        return load_facts(inputs.train), load_facts(inputs.eval)
+        return facts_of(inputs.train), facts_of(inputs.eval)
     if demo is None:
         raise ConfigError("with --model, give --train T.jsonl and --eval V.jsonl (the attack's split)")
     return load_facts(demo.forget_train), load_facts(demo.forget_val)

@@ -12,10 +12,18 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cir.config import split_sections
-from cir.data.facts import load_facts
 from cir.errors import ConfigError
 from cir.experiment import RUN_SECTIONS, UNLEARN_SECTIONS, attack_config, unlearn_configs
-from cir.inputs import Inputs, attack_facts, default_world, load_data, load_inputs, open_model, read_given
+from cir.inputs import (
+    Inputs,
+    attack_facts,
+    default_world,
+    facts_of,
+    load_data,
+    load_inputs,
+    open_model,
+    read_given,
+)
 from cir.outputs import atomic_output_dir, check_output_dir, write_attack, write_json_atomic, write_unlearned
 from cir.records import AttackResult, RunReport
 from cir.registry import ATTACKS
@@ -57,7 +65,7 @@ def run_attack(
     attacker = ATTACKS.build(attack, attack_config(attack, split_sections(raw, ["attack"], "config")))
     if inputs.model is None or inputs.train is None or inputs.eval is None:
         raise ConfigError("the attack needs --model, --train T.jsonl and --eval V.jsonl")
-    train, evaluate = load_facts(inputs.train), load_facts(inputs.eval)
+    train, evaluate = facts_of(inputs.train), facts_of(inputs.eval)
     attacker.check(train, evaluate)
     check_output_dir(out, force)
     loaded = open_model(inputs, None, UnlearnData(train + evaluate, [], []), progress)

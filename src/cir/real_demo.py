@@ -9,13 +9,12 @@ completions before unlearning, after it and after the attack.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cir.config import merge
-from cir.data.facts import load_facts, save_facts
+from cir.data.facts import load_facts
 from cir.errors import ConfigError
 from cir.experiment import config_source
 from cir.fact_sets import FactSetPaths, fact_sets_for, heldout_facts
@@ -77,18 +76,8 @@ def run_real_demo(
     heldout = heldout_facts(paths)
     probe = StageProbe.of(heldout, val[:SHOWN_FACTS] + heldout[:1], {"V (forget, attacked)": val})
     raw = merge(config_source(spec.preset), overrides)
-    with tempfile.TemporaryDirectory() as folder:
-        split = Path(folder)
-        save_facts(train, split / "T.jsonl")
-        save_facts(val, split / "V.jsonl")
-        inputs = Inputs(
-            model=model,
-            train=split / "T.jsonl",
-            eval=split / "V.jsonl",
-            cache_dir=cache_dir,
-            device=device,
-        )
-        report = run(inputs, raw, "finetune", out, force, probe=probe)
+    inputs = Inputs(model=model, train=train, eval=val, cache_dir=cache_dir, device=device)  # in memory
+    report = run(inputs, raw, "finetune", out, force, probe=probe)
     return RealDemo(model, report, probe, json.loads(paths.report.read_text()), paths)
 
 
