@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--model", help="model folder or built-in name (default: the demo model)")
     parser.add_argument("--forget", nargs="+", type=Path, default=[], help="fact files to forget")
     parser.add_argument("--general", type=Path, help="the budget text")
+    parser.add_argument("--retain", type=Path, help="retain texts (default: a built-in model's)")
     parser.add_argument("--tuned", help="a cir tune storage: the method's best trial at 1%%")
     parser.add_argument("--method", default="cir")
     parser.add_argument("--epochs", type=int, default=2)
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         name = args.method
         best = load_tuned(args.tuned)[name][0.01]["overrides"]
         method = per_method_configs([name], {name: raw.get("method", {})}, {name: best})[name]
-    loaded = load_inputs(Inputs(model=args.model, forget=args.forget, general=args.general))
+    loaded = load_inputs(
+        Inputs(model=args.model, forget=args.forget, general=args.general, retain=args.retain)
+    )
     original = copy.deepcopy(loaded.model.state_dict())
     runs = {
         "epoch ends only": replace(loop, check_every=0),

@@ -111,3 +111,18 @@ def test_tuning_record_lists_every_trial_with_its_numbers(tmp_path):
     assert done["post-attack acc_t1"] == "0.700" and done["epochs"] == "3" and done["loss Δ%"] == "+0.50"
     assert done["V acc_t1 before -> unlearned"] == "0.900 -> 0.500"
     assert queued["state"] == "waiting" and queued["params"] == "(queued: step_norm=0.1)"
+
+
+def test_check_cost_runs_the_same_unlearning_with_and_without_in_epoch_checks(tmp_path):
+    from tiny import write_workspace
+
+    ws = write_workspace(tmp_path)
+    args = ["--model", str(ws.model), "--forget", str(ws.train), "--general", str(ws.general)]
+    args += ["--retain", str(ws.retain), "--epochs", "2", "unlearn.batch_size=1", "unlearn.check_every=1"]
+    args += ["method.forget_layers=[1]", "method.k_act=1", "method.k_grad=1"]
+    results = load("check_cost").main(args)
+    base, checked = results.values()
+    for row in (base, checked):
+        assert row["ratio"] == pytest.approx(row["check_seconds"] / row["seconds"])
+    # the same full checks plus a subset check after every step but the last: more checking time
+    assert checked["check_seconds"] > base["check_seconds"]
