@@ -8,5 +8,6 @@ from cir.methods import (  # noqa: F401  (imported to register)
     npo,
     repselect,
     rmu,
+    sam_npo,
     simnpo,
 )
