@@ -213,3 +213,13 @@ def test_a_subset_breach_the_full_text_does_not_confirm_changes_nothing(monkeypa
     )
     assert result.backoffs == [] and result.stop_reason == "max_epochs" and result.epochs == 2
     assert len(confirmations) == 1 + 2 * (1 + 4)  # before; per epoch 4 in-epoch confirmations + its end
+
+
+def test_a_once_per_epoch_update_is_scaled_only_when_it_sums_over_batches():
+    from cir.methods.repselect import Config as RepSelectConfig
+
+    config = UnlearnConfig(reference_batches=16)
+    assert config.data_scale(Config(), 32) == 0.5  # a step every batch
+    assert config.data_scale(RepSelectConfig(), 32) == 0.5  # lr x the epoch's summed gradient
+    assert config.data_scale(RepSelectConfig(step_norm=1.0), 32) == 1.0  # one normalised update an epoch
+    assert UnlearnConfig(step_per="batch").data_scale(Config(), 32) == 1.0

@@ -2,6 +2,7 @@
 
 import json
 
+import gguf
 import pytest
 import torch
 
@@ -50,6 +51,8 @@ def test_like_input_writes_the_unlearned_weights_and_copies_the_rest(unlearned, 
 def test_a_block_type_reloads_as_the_round_trip_of_every_weight(unlearned, tmp_path):
     model, tokenizer, source, cache = unlearned
     summary = export_gguf(model, source, tmp_path / "out", quant="Q8_0", cache_dir=cache)
+    file_type = gguf.GGUFReader(summary.gguf).get_field("general.file_type").contents()
+    assert file_type == gguf.LlamaFileType.MOSTLY_Q8_0  # the file says what it now holds
     back, _ = reload(summary, cache)
     round_trip(model, "Q8_0")  # every linear weight; the embedding is a 2-D tensor of the file too
     with torch.no_grad():
@@ -84,3 +87,12 @@ def test_cli_exports_a_saved_model(unlearned, tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "export.json").read_text())
     assert summary["quant"] == "Q8_0" and len(summary["changed"]) == 6
     assert "wrote" in capsys.readouterr().out
+
+
+def test_weights_only_rounded_to_bfloat16_count_as_unchanged(unlearned, tmp_path):
+    model, _, source, cache = unlearned
+    with torch.no_grad():  # as if unlearned and saved in bfloat16: every weight rounded
+        for parameter in model.parameters():
+            parameter.copy_(parameter.to(torch.bfloat16).float())
+    summary = export_gguf(model, source, tmp_path / "out", cache_dir=cache)
+    assert len(summary.changed) == 6 and "blk.0.attn_q.weight" in summary.copied  # q/k: copied, not refused

@@ -98,3 +98,12 @@ def test_unlearning_held_on_a_grid_is_left_unchanged_by_its_round_trip():
             assert any(not torch.equal(start[n], trained[n]) for n in trained)
     assert scores["Q4_1"][1].facts == scores["Q4_1"][0].facts  # the round trip changes nothing
     assert scores[None][1].facts != scores[None][0].facts  # without the grid it does
+
+
+def test_the_grid_needs_float32_weights():
+    from cir.quant import GridWeights
+
+    model = tiny.model("llama").to(torch.bfloat16)
+    weights = [m.weight for n, m in linear_modules(model).items() if "mlp" in n]
+    with pytest.raises(ConfigError, match="needs float32 trained weights"):
+        GridWeights(model, weights, "Q4_1")

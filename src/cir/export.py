@@ -26,6 +26,7 @@ import torch
 from gguf.quants import dequantize, quantize
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
+from transformers.pytorch_utils import Conv1D
 
 from cir.errors import ConfigError, ModelError
 from cir.outputs import atomic_output_dir, check_output_dir
@@ -79,21 +80,25 @@ def export_gguf(
     source = template_path(template)
     check_output_dir(out, force, protected=[source.parent])
     reader = gguf.GGUFReader(source)
-    original = _state(Path(resolve_model(str(source), cache_dir, progress=False)))
+    # the model unlearning started from: a built-in's own conversion, else the file's
+    origin = str(template) if str(template) in BUILTIN_MODELS else str(source)
+    original = _state(Path(resolve_model(origin, cache_dir, progress=False)))
     current = {name: p.detach().to("cpu", torch.float32) for name, p in model.named_parameters()}
+    transposed = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, Conv1D)}
     hf_names = _hf_names(reader, current)
     name = f"{source.stem}-unlearned-{quant}.gguf"
     copied, requantized, changed = [], [], []
     with atomic_output_dir(out, force, protected=[source.parent]) as staging:
         writer = gguf.GGUFWriter(staging / name, arch=str(_field(reader, "general.architecture")))
-        _copy_metadata(reader, writer)
+        _copy_metadata(reader, writer, None if quant == "like_input" else quant)
         for tensor in reader.tensors:
             hf_name = hf_names.get(tensor.name)
             stored = gguf.GGMLQuantizationType(tensor.tensor_type)
             keep = quant == "like_input" or len(tensor.shape) < 2  # norms and biases keep their type
             target = stored if keep else gguf.GGMLQuantizationType[quant]
-            if hf_name is not None and not torch.equal(current[hf_name], original[hf_name]):
-                values = _writable(tensor, reader, current[hf_name], original[hf_name])
+            if hf_name is not None and _changed(current[hf_name], original[hf_name]):
+                flip = hf_name in transposed  # GPT-2's Conv1D holds (d_in, d_out); the file (d_out, d_in)
+                values = _writable(tensor, reader, current[hf_name], original[hf_name], flip)
                 changed.append(tensor.name)
             elif target == stored:
                 writer.add_tensor(tensor.name, tensor.data, raw_dtype=stored)
@@ -155,15 +160,28 @@ def _dequantized(tensor: gguf.ReaderTensor) -> np.ndarray:
     return dequantize(tensor.data, gguf.GGMLQuantizationType(tensor.tensor_type)).astype(np.float32)
 
 
+def _changed(current: torch.Tensor, original: torch.Tensor) -> bool:
+    """Whether unlearning changed a weight: it differs from the original, even rounded to 16 bits.
+
+    A model unlearned in bfloat16 (or float16) and saved so holds the original rounded; that is not a
+    change, and such tensors are still copied from the template.
+    """
+    return not any(
+        torch.equal(current, original.to(dtype).float())
+        for dtype in (torch.float32, torch.bfloat16, torch.float16)
+    )
+
+
 def _writable(
-    tensor: gguf.ReaderTensor, reader: gguf.GGUFReader, value: torch.Tensor, base: torch.Tensor
+    tensor: gguf.ReaderTensor, reader: gguf.GGUFReader, value: torch.Tensor, base: torch.Tensor, flip: bool
 ) -> np.ndarray:
-    """The unlearned values of a changed tensor, in the file's layout.
+    """The unlearned values of a changed tensor, in the file's layout (`flip`: the model holds it transposed).
 
     Raises:
         ConfigError: if transformers stores this tensor in another layout than the file (it cannot be
             written from the model).
     """
+    value, base = (value.T, base.T) if flip else (value, base)
     stored = _dequantized(tensor).reshape(base.shape)
     step = np.abs(stored).max() / 127 + 1e-12  # far coarser than the re-ordering it must detect
     if not np.allclose(stored, base.numpy(), atol=step):
@@ -171,7 +189,7 @@ def _writable(
             f"{tensor.name}: unlearning changed it, but transformers re-orders it on load "
             f"({reader.data.filename}'s layout differs), so it cannot be exported"
         )
-    return value.numpy()
+    return np.ascontiguousarray(value.numpy())
 
 
 def _encoded(values: np.ndarray, qtype: gguf.GGMLQuantizationType, name: str) -> np.ndarray:
@@ -196,14 +214,22 @@ def _encoded(values: np.ndarray, qtype: gguf.GGMLQuantizationType, name: str) ->
         ) from error
 
 
-def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter) -> None:
-    """Every key of the template but those the writer sets itself (as gguf's own metadata script does)."""
+def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, quant: str | None) -> None:
+    """Every key of the template but those the writer sets itself (as gguf's own metadata script does).
+
+    With `quant` (one type for every matrix), `general.file_type` says that type instead.
+    """
     alignment = reader.get_field(gguf.Keys.General.ALIGNMENT)
     if alignment is not None:
         writer.data_alignment = int(alignment.contents())  # type: ignore[call-overload]
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
             continue
+        if quant is not None and field.name == gguf.Keys.General.FILE_TYPE:
+            continue
         value_type = field.types[0]
         sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
+    if quant is not None:
+        file_type = "ALL_F32" if quant == "F32" else f"MOSTLY_{quant}"
+        writer.add_file_type(gguf.LlamaFileType[file_type])

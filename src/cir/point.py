@@ -228,8 +228,9 @@ def unlearn_once(
 ) -> UnlearnResult:
     """Unlearn T + V from the loaded model once, up to the largest bench budget, monitoring V.
 
-    Every epoch's trained weights are kept, for `budget_model`. The data, its order and the seed are
-    those of `cir unlearn --forget T V` with the same settings, so the trajectory is the same.
+    Every epoch's trained weights are kept for `budget_model` when one run serves several budgets.
+    The data, its order and the seed are those of `cir unlearn --forget T V` with the same settings,
+    so the trajectory is the same.
     `progress` and `label` are `unlearn`'s (a bar per epoch, f"{label} epoch {n}").
     """
     data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
@@ -241,7 +242,7 @@ def unlearn_once(
         config,
         method_config,
         progress,
-        keep_every_epoch=True,
+        keep_every_epoch=single_trajectory(loop),  # else only the kept epoch is needed: the model has it
         label=label,
     )
 
@@ -261,8 +262,11 @@ def budget_model(result: UnlearnResult, budget: float, original: dict[str, torch
 
     The state is the original weights with the trained ones of `last_epoch_within(history, budget)`,
     from `result.snapshots` (an `unlearn(..., keep_every_epoch=True)` run to at least this budget).
+    A run held to this very budget without snapshots already holds its kept weights.
     """
-    assert result.snapshots is not None  # bench_point asked for every epoch
+    if result.snapshots is None:
+        assert budget == result.budget.budget  # only a single-trajectory run serves other budgets
+        return result.epochs
     epoch = kept_epoch(result, budget)
     model: PreTrainedModel = result.model
     model.load_state_dict(original)

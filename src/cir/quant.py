@@ -107,6 +107,11 @@ class GridWeights:
 
     def __init__(self, model: nn.Module, parameters: list[nn.Parameter], name: str) -> None:
         quant_type(name)  # fails early on an unknown format
+        if any(p.dtype != torch.float32 for p in parameters):
+            raise ConfigError(
+                f"unlearn.quant_format={name} needs float32 trained weights (--dtype float32): "
+                "a bfloat16 or float16 copy would round them off the grid again"
+            )
         transposed = {id(m.weight) for m in linear_modules(model).values() if isinstance(m, Conv1D)}
         self.parameters, self.name = parameters, name
         self.transposed = [id(p) in transposed for p in parameters]

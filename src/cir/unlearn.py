@@ -114,9 +114,10 @@ class UnlearnConfig:
     def data_scale(self, method_config: MethodConfig, batches: int) -> float:
         """The factor on a method's step for an epoch of `batches` forget batches (see the docstring).
 
-        1 with step_per=batch, and for a method that updates once per epoch rather than per batch.
+        1 with step_per=batch, and for a method whose epoch moves as far whatever its batches (e.g.
+        RepSelect with `step_norm`: one normalised update per epoch).
         """
-        if self.step_per == "batch" or not method_config.updates_per_batch:
+        if self.step_per == "batch" or not method_config.step_grows_with_batches():
             return 1.0
         return self.reference_batches / batches
 
@@ -213,6 +214,11 @@ def unlearn(
         with clock:
             method.setup(model, forget, retain)
             base = method.config  # as set up: the loop scales its step from here
+            # With quant_format the weights go on the grid before the baseline: the budget is relative
+            # to the original's round trip, what would ship without any unlearning.
+            grid = None
+            if config.quant_format is not None:
+                grid = GridWeights(model, method.trained_parameters(), config.quant_format)
             with checks:
                 probe.cache_reference()
                 disruption = probe.disruption()
@@ -221,9 +227,6 @@ def unlearn(
         history = UnlearnHistory([EpochRecord(0, facts, disruption, {}, clock.seconds, checks.seconds)])
         budget = policy.bound(disruption.value(policy.metric))
         snapshots = EpochSnapshots(method.trained_parameters(), keep_every_epoch)
-        grid = None  # after the baseline: the budget is relative to the model as given
-        if config.quant_format is not None:
-            grid = GridWeights(model, method.trained_parameters(), config.quant_format)
         data_scale = config.data_scale(base, len(forget))
         subset_budget = policy.bound(subset_before)
         loop = _Loop(method, base, probe, policy, budget, subset_budget, snapshots, clock, checks, grid)
@@ -337,6 +340,8 @@ class _Loop:
                 checkpoint.save(0)
                 if self._exhausted(history):
                     return "budget", kept  # a breach with no back-off left
+            if interrupted.is_set():  # during the last epoch's measurements: the run was still cut short
+                return "interrupted", kept
         return "max_epochs", kept
 
     def _commit(self) -> None:

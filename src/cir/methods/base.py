@@ -27,7 +27,16 @@ class MethodConfig:
     """
 
     step_fields: ClassVar[tuple[str, ...]] = ("step_norm",)  # multiplied by the loop's step scale
-    updates_per_batch: ClassVar[bool] = True  # False: one update per epoch (no in-epoch check, no data scale)
+    updates_per_batch: ClassVar[bool] = True  # False: one update per epoch, in end_epoch (no in-epoch check)
+
+    def step_grows_with_batches(self) -> bool:
+        """Whether an epoch's movement grows with its number of batches at a fixed step setting.
+
+        True for a method that steps every batch; a once-per-epoch method says whether its one update
+        is a sum over the epoch's batches. `UnlearnConfig.data_scale` divides such a step by the
+        batches (per `reference_batches`).
+        """
+        return self.updates_per_batch
 
 
 C = TypeVar("C", bound=MethodConfig)

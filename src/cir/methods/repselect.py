@@ -56,6 +56,10 @@ class Config(MethodConfig):
     step_fields: ClassVar[tuple[str, ...]] = ("lr", "step_norm")  # whichever sets the step
     updates_per_batch: ClassVar[bool] = False  # one update per epoch, in end_epoch
 
+    def step_grows_with_batches(self) -> bool:
+        """With `lr` the update is lr x the epoch's summed gradient, which grows with the batches."""
+        return self.step_norm is None
+
     trained_layers: list[int] | None = None  # MLPs updated; None = every layer (the loss reads the logits)
     module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
     k: int = 8  # top singular directions of each module's epoch gradient collapsed; 0 = none
