@@ -444,3 +444,18 @@ def test_a_bad_fact_file_is_named_before_the_demo_model_is_built(tmp_path, capsy
     assert main([*args, "--cache-dir", str(cache)]) != 0
     assert f"{bad}:2" in capsys.readouterr().err
     assert not cache.exists()  # nothing was built
+
+
+def test_threads_are_set_before_the_work_and_recorded(workspace, tmp_path):
+    threads = torch.get_num_threads()
+    out = tmp_path / "unlearned"
+    try:
+        assert main([*unlearn_args(workspace, out), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert json.loads((out / "summary.json").read_text())["threads"] == 1
+        assert (
+            main(["eval", "--model", str(workspace.model), "--facts", str(workspace.eval), "--threads", "0"])
+            == 2
+        )
+    finally:
+        torch.set_num_threads(threads)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from cir.config import to_dict
@@ -83,6 +84,10 @@ def run_bench(
         "attack": to_dict(attack),
         "methods": {n: to_dict(c) for n, budgets, c in jobs if largest in budgets},  # at the largest
         "tuned": {n: {str(b): dict(t) for b, t in chosen.items()} for n, chosen in studies.items()},
+        "runtime": {
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },  # what CPU runs repeat at
     }
     table = [row.to_json() for row in aggregate(runs, bench.methods, bench.budgets, bench.metric)]
     results = BenchResults(config, len(facts), definitions(runs), runs, table)

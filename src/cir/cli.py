@@ -39,6 +39,7 @@ from cir.report import (
     tuned_note,
     unlearn_text,
 )
+from cir.runtime import DEFAULT_THREADS, set_threads
 from cir.tune import best_text, load_tuned, tune, tune_all
 
 
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Loading a small model is instant; transformers' per-tensor bars would only clutter our own.
     transformers_logging.disable_progress_bar()
     try:
+        if getattr(args, "threads", None) is not None:
+            set_threads(args.threads)  # before any work: the count changes CPU results in the last bits
         args.handler(args)
     except CirError as error:
         print(f"cir: error: {error}", file=sys.stderr)
@@ -209,6 +212,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         "--model", help="a built-in pretrained model (smollm2-135m) instead of the embedded demo model"
     )
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    _threads_arg(demo)
     demo.add_argument("--out", type=Path, help="output folder (default: runs/demo-<time>)")
     demo.add_argument("--force", action="store_true", help="replace an existing output folder")
     demo.add_argument("overrides", nargs="*", metavar="key=value")
@@ -241,7 +245,18 @@ def _cache_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="demo model cache (default: $XDG_CACHE_HOME/cir)")
 
 
+def _threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"torch's CPU threads (default {DEFAULT_THREADS}): CPU results repeat bit for bit only at the "
+        "same count, which every summary records",
+    )
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
+    _threads_arg(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument(
         "--device-map", help="accelerate device map (e.g. auto) for a model larger than one GPU"

@@ -171,3 +171,17 @@ def cache_root(cache_dir: Path | None = None) -> Path:
         return Path(cache_dir)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cir"
+
+
+DEFAULT_THREADS = 2  # the command line's default: the count the committed CPU results were run at
+
+
+def set_threads(count: int) -> None:
+    """Fix torch's intra-op CPU threads (a float sum's order, so its last bits, depends on them).
+
+    Raises:
+        ConfigError: for a count below 1.
+    """
+    if count < 1:
+        raise ConfigError(f"--threads must be at least 1, got {count}")
+    torch.set_num_threads(count)
