@@ -110,3 +110,33 @@ def test_smollm2_lora_and_few_shot_benches_unlearn_as_the_headline_bench():
         other, other_loop, _, overrides = bench_configs(load_yaml(configs / f"smollm2_bench_{attack}.yaml"))
         assert (other.attack, other.budgets, other.seeds, other_loop) == (attack, [0.01], 1, loop)
         assert sorted(other.methods) == sorted(bench.methods) and overrides == {}
+
+
+def test_each_command_builds_its_typed_experiment_once_from_one_file():
+    from cir.attacks.finetune import Config as FinetuneConfig
+    from cir.experiment import Experiment
+    from cir.methods.rmu import Config as RMUConfig
+
+    raw = {
+        "unlearn": {"method": "rmu", "max_epochs": 3},
+        "method": {"step_norm": 0.5},
+        "attack": {"epochs": 2},
+        "bench": {"methods": ["cir"], "budgets": [0.01]},
+        "methods": {"cir": {"k_act": 4}},
+    }
+    run = Experiment.for_run(raw, "finetune")
+    assert isinstance(run.method, RMUConfig) and run.method.step_norm == 0.5 and run.unlearn.max_epochs == 3
+    assert isinstance(run.attack, FinetuneConfig) and run.attack.epochs == 2 and run.bench is None
+    assert Experiment.for_unlearn(raw).attack is None
+    assert Experiment.for_attack(raw, "finetune").method is None
+    bench_raw = {k: v for k, v in raw.items() if k != "method"}
+    bench_raw["unlearn"] = {"max_epochs": 3}  # the bench sets the method itself
+    bench, loop, attack, methods = Experiment.for_bench(bench_raw).bench_parts()
+    assert (
+        bench.methods == ["cir"]
+        and loop.max_epochs == 3
+        and attack.epochs == 2
+        and methods == {"cir": {"k_act": 4}}
+    )
+    with pytest.raises(AssertionError, match="not built by for_bench"):
+        run.bench_parts()

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cir.config import to_dict
-from cir.experiment import bench_configs
+from cir.experiment import Experiment
 from cir.inputs import Inputs
 from cir.modules import model_shape
 from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
@@ -63,7 +63,8 @@ def run_bench(
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input (checked before the work).
     """
-    bench, loop, attack, overrides = bench_configs(raw)
+    experiment = Experiment.for_bench(raw)
+    bench, loop, attack, overrides = experiment.bench_parts()
     studies = tuned_studies(bench, tuned or {})
     jobs = bench_jobs(bench, loop, overrides, studies)
     check_output_dir(out, force)

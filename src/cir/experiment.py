@@ -174,3 +174,65 @@ def per_method_configs(
         )[1]
         for name in names
     }
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One command's typed configs, built once from the experiment file (and overrides) at its start.
+
+    Each builder reads the sections its command uses and checks every key before any model loads;
+    what a command does not use stays None.
+    """
+
+    unlearn: UnlearnConfig
+    method: MethodConfig | None = None  # `cir unlearn` and `cir run`: the one method's settings
+    attack: AttackConfig | None = None  # `cir attack`, `cir run`, `cir bench`, `cir tune`
+    bench: BenchConfig | None = None  # `cir bench` and `cir tune`
+    methods: dict[str, Any] = field(default_factory=dict)  # bench/tune: each method's raw overrides
+
+    @classmethod
+    def for_unlearn(cls, raw: dict[str, Any]) -> Experiment:
+        """`cir unlearn`: the loop and its method.
+
+        Raises:
+            ConfigError: naming every bad key.
+        """
+        loop, method = unlearn_configs(split_sections(raw, UNLEARN_SECTIONS, "config"))
+        return cls(loop, method)
+
+    @classmethod
+    def for_run(cls, raw: dict[str, Any], attack: str) -> Experiment:
+        """`cir run`: the loop, its method and the attack `attack`.
+
+        Raises:
+            ConfigError: naming every bad key, or an unknown attack.
+        """
+        sections = split_sections(raw, RUN_SECTIONS, "config")
+        loop, method = unlearn_configs(sections)
+        return cls(loop, method, attack_config(attack, sections))
+
+    @classmethod
+    def for_attack(cls, raw: dict[str, Any], attack: str) -> Experiment:
+        """`cir attack`: the attack's settings alone (the loop stays at its defaults, unused).
+
+        Raises:
+            ConfigError: naming every bad key, or an unknown attack.
+        """
+        return cls(UnlearnConfig(), attack=attack_config(attack, split_sections(raw, ["attack"], "config")))
+
+    @classmethod
+    def for_bench(
+        cls, raw: dict[str, Any], extra_methods: Sequence[str] = (), command: str = "cir bench"
+    ) -> Experiment:
+        """`cir bench` (and `cir tune`, with its `command` name): `bench_configs`' four parts.
+
+        Raises:
+            ConfigError: as `bench_configs`.
+        """
+        bench, loop, attack, methods = bench_configs(raw, extra_methods, command)
+        return cls(loop, attack=attack, bench=bench, methods=dict(methods))
+
+    def bench_parts(self) -> tuple[BenchConfig, UnlearnConfig, AttackConfig, dict[str, Any]]:
+        """(bench, loop, attack, per-method overrides) of an experiment built by `for_bench`."""
+        assert self.bench is not None and self.attack is not None, "not built by for_bench"
+        return self.bench, self.unlearn, self.attack, self.methods

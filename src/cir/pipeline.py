@@ -11,9 +11,8 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.config import split_sections
 from cir.errors import ConfigError
-from cir.experiment import RUN_SECTIONS, UNLEARN_SECTIONS, attack_config, unlearn_configs
+from cir.experiment import Experiment
 from cir.inputs import (
     Inputs,
     attack_facts,
@@ -42,7 +41,9 @@ def run_unlearn(
         OutputExistsError: if `out` exists and not `force` (checked before any work).
         ConfigError, DataError, ModelError: for bad input (configs and files before the model loads).
     """
-    loop, method = unlearn_configs(split_sections(raw_config, UNLEARN_SECTIONS, "config"))
+    experiment = Experiment.for_unlearn(raw_config)
+    loop, method = experiment.unlearn, experiment.method
+    assert method is not None  # for_unlearn builds it
     check_output_dir(out, force)
     loaded = load_inputs(inputs, progress)
     result = unlearn(loaded.model, loaded.tokenizer, loaded.data, loop, method, progress)
@@ -62,7 +63,7 @@ def run_attack(
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input.
     """
-    attacker = ATTACKS.build(attack, attack_config(attack, split_sections(raw, ["attack"], "config")))
+    attacker = ATTACKS.build(attack, Experiment.for_attack(raw, attack).attack)
     if inputs.model is None or inputs.train is None or inputs.eval is None:
         raise ConfigError("the attack needs --model, --train T.jsonl and --eval V.jsonl")
     train, evaluate = facts_of(inputs.train), facts_of(inputs.eval)
@@ -93,9 +94,10 @@ def run(
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input (checked before the work).
     """
-    sections = split_sections(raw, RUN_SECTIONS, "config")
-    loop, method = unlearn_configs(sections)
-    attacker = ATTACKS.build(attack, attack_config(attack, sections))
+    experiment = Experiment.for_run(raw, attack)
+    loop, method = experiment.unlearn, experiment.method
+    assert method is not None  # for_run builds it
+    attacker = ATTACKS.build(attack, experiment.attack)
     check_output_dir(out, force)
     read_given(inputs)
     demo = default_world(inputs, progress)

@@ -29,7 +29,7 @@ from cir.attacks.base import AttackConfig
 from cir.config import from_dict, require, split_sections, to_dict
 from cir.data.facts import Fact, split_facts
 from cir.errors import ConfigError
-from cir.experiment import BenchConfig, bench_configs, per_method_configs
+from cir.experiment import BenchConfig, Experiment, per_method_configs
 from cir.inputs import Inputs, Loaded
 from cir.modules import ModelShape, model_shape
 from cir.point import bench_point, load_bench
@@ -167,7 +167,8 @@ def prepare(
             without a search space.
         DataError: if the split at `seed` leaves a side empty, or the attack refuses it.
     """
-    bench, loop, attack, overrides = bench_configs(raw_config, [method] if method else [], "cir tune")
+    experiment = Experiment.for_bench(raw_config, [method] if method else [], "cir tune")
+    bench, loop, attack, overrides = experiment.bench_parts()
     methods = [method] if method else bench.methods
     untunable = [m for m in methods if METHODS.get(m).search_space is None]
     if untunable:
