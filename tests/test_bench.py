@@ -147,7 +147,7 @@ def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
     loaded, facts, original = load_bench(inputs, bench, loop, progress=False)
     config = per_method_configs(["cir"], overrides)["cir"]
     train, val = split_facts(facts, bench.val_fraction, seed=0)
-    free = unlearn_once(loaded, train, val, replace(loop, method="cir", seed=0), config, bench)
+    free = unlearn_once(loaded, train, val, replace(loop, method="cir", seed=0, budget=1e9), config)
     losses = [r.disruption.general_loss for r in free.history]
     assert free.stop_reason == "max_epochs"
     # a budget between the highest loss so far and the first epoch that tops it: a run stops there
@@ -179,8 +179,7 @@ def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
     assert any(not torch.equal(stopped[k], original[k]) for k in stopped)
 
     # and bench_point, which attacks each budget's model, reports that same epoch and V
-    group = replace(bench, budgets=[budget, 1e9])
-    runs = bench_point(loaded, facts, group, loop, "cir", config, attack, 0, original)
+    runs = bench_point(loaded, facts, bench, loop, "cir", config, attack, 0, original, [budget, 1e9])
     assert [r.epochs for r in runs] == [kept, len(losses) - 1]
     # each budget's run says why it stopped there, as `cir unlearn` at that budget does
     assert [r.stop_reasons["unlearn"] for r in runs] == ["budget", "max_epochs"]

@@ -12,7 +12,6 @@ where one trajectory serves them all (`cir.point.single_trajectory`).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +74,8 @@ def run_bench(
     runs: list[BenchRun] = []
     seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
     for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
-        group = replace(bench, budgets=budgets)
-        point = (loaded, facts, group, loop, name, config, attack, seed, original)
-        runs += bench_point(*point, progress, heldout)
+        point = (loaded, facts, bench, loop, name, config, attack, seed, original)
+        runs += bench_point(*point, budgets, progress, heldout)
     largest = max(bench.budgets)
     config = {
         "bench": to_dict(bench),

@@ -179,10 +179,14 @@ def bench_point(
     attack_cfg: AttackConfig,
     seed: int,
     original: dict[str, torch.Tensor],
+    budgets: Sequence[float] | None = None,
     progress: bool = False,
     heldout: Selectivity | None = None,
 ) -> list[BenchRun]:
-    """One method and seed: unlearn T + V once up to the largest budget, then attack each budget's model.
+    """One method and seed: unlearn T + V up to the largest of `budgets`, then attack each budget's model.
+
+    `budgets` defaults to the bench's; the run's own loop holds the largest, so the budget is set in
+    one place, the loop config the run is given (`bench_jobs` groups budgets one run can serve).
 
     Budgets that keep the same epoch share one attack: their models are the same weights, and the
     attack is seeded, so a second run would repeat the first exactly.
@@ -195,11 +199,12 @@ def bench_point(
     train, val = split_facts(facts, bench.val_fraction, seed)
     model.load_state_dict(original)
     before = evaluate_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
-    config = replace(loop, method=name, seed=seed)
-    result = unlearn_once(loaded, train, val, config, method_config, bench, progress, f"{name} seed {seed}")
+    budgets = list(bench.budgets if budgets is None else budgets)
+    config = replace(loop, method=name, seed=seed, budget=max(budgets))
+    result = unlearn_once(loaded, train, val, config, method_config, progress, f"{name} seed {seed}")
     runs = []
     attacked: dict[int, tuple[AttackResult, FactScores | None]] = {}  # by kept epoch
-    for budget in bench.budgets:
+    for budget in budgets:
         epoch = kept_epoch(result, budget)
         if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attack
             budget_model(result, budget, original)
@@ -222,11 +227,10 @@ def unlearn_once(
     val: list[Fact],
     loop: UnlearnConfig,
     method_config: MethodConfig,
-    bench: BenchConfig,
     progress: bool = False,
     label: str | None = None,
 ) -> UnlearnResult:
-    """Unlearn T + V from the loaded model once, up to the largest bench budget, monitoring V.
+    """Unlearn T + V from the loaded model once under `loop` (its budget the largest served), monitoring V.
 
     Every epoch's trained weights are kept for `budget_model` when one run serves several budgets.
     The data, its order and the seed are those of `cir unlearn --forget T V` with the same settings,
@@ -234,12 +238,11 @@ def unlearn_once(
     `progress` and `label` are `unlearn`'s (a bar per epoch, f"{label} epoch {n}").
     """
     data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
-    config = replace(loop, budget=max(bench.budgets))
     return unlearn(
         loaded.model,
         loaded.tokenizer,
         data,
-        config,
+        loop,
         method_config,
         progress,
         keep_every_epoch=single_trajectory(loop),  # else only the kept epoch is needed: the model has it

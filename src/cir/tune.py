@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +271,6 @@ def objective(setup: Setup, method: str, budget: float, seed: int, progress: boo
 
     With `progress`, each trial shows its epochs and attack in bars (`cir.point.bench_point`).
     """
-    bench = replace(setup.bench, budgets=[budget])
     search_space = METHODS.get(method).search_space
     assert search_space is not None  # prepare checked
 
@@ -281,13 +280,14 @@ def objective(setup: Setup, method: str, budget: float, seed: int, progress: boo
         (result,) = bench_point(
             setup.loaded,
             setup.facts,
-            bench,
+            setup.bench,
             setup.loop,
             method,
             config,
             setup.attack,
             seed,
             setup.original,
+            [budget],
             progress,
         )
         if "interrupted" in result.stop_reasons.values():
@@ -296,7 +296,7 @@ def objective(setup: Setup, method: str, budget: float, seed: int, progress: boo
         for key in TRIAL_ATTRS:
             trial.set_user_attr(key, recorded[key])
         trial.set_user_attr("method_config", to_dict(config))
-        return result.v_post_attack.metric(bench.metric)
+        return result.v_post_attack.metric(setup.bench.metric)
 
     return run
 
