@@ -125,3 +125,19 @@ def test_check_cost_runs_the_same_unlearning_with_and_without_in_epoch_checks(tm
     for row in (base, checked):
         assert row["ratio"] == pytest.approx(row["check_seconds"] / row["seconds"])
     assert set(results) == {"epoch ends only", "check_every=1, check_texts=8"}  # the two schedules named
+
+
+def test_quantize_control_scores_v_after_each_format(tmp_path):
+    from tiny import write_workspace
+
+    ws = write_workspace(tmp_path)
+    config = tmp_path / "quantize.yaml"
+    config.write_text(
+        "bench: {attack: quantize, known_threshold: 0, val_fraction: 0.34, metric: acc_t1}\n"
+        "attack: {formats: [Q8_0, Q4_0]}\n"
+    )
+    args = ["--model", str(ws.model), "--facts", str(ws.facts), "--general", str(ws.general)]
+    args += ["--retain", str(ws.retain)]
+    rows = load("quantize_control").main([*args, "--config", str(config), "--out", str(tmp_path / "out")])
+    assert list(rows) == ["none", "Q8_0", "Q4_0"] and rows["none"] != rows["Q4_0"]
+    assert (tmp_path / "out" / "per_format_acc_t1.json").is_file()
