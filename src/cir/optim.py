@@ -20,17 +20,23 @@ def normalised_step(
     are (d_out, d_in), oriented per module on the way in (Conv1D stores the transpose). Nothing is
     copied to the host: N stays on the device (a zero gradient makes a zero step).
     """
-    # With accelerate's device_map the modules (and their gradients) may sit on several devices.
-    device = grads[0].device
-    squares = torch.zeros((), device=device)
-    for g in grads:  # summed in order, as the loop always has: runs repeat bit for bit
-        squares = squares + g.float().pow(2).sum().to(device)
-    norm = torch.sqrt(squares)
+    norm = global_norm(grads)
     scale = step_norm / norm.clamp_min(torch.finfo(torch.float32).tiny)
     for module, grad in zip(modules, grads, strict=True):
         update = weight_update(module, grad).to(module.weight.device, module.weight.dtype)
         module.weight.sub_(update * scale.to(update.device, update.dtype))
     return norm
+
+
+def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """sqrt(Σ ||t||_F²) over tensors that may sit on several devices (accelerate's device_map), as a
+    0-d tensor on the first one; summed in order, so runs repeat bit for bit.
+    """  # noqa: D205
+    device = tensors[0].device
+    squares = torch.zeros((), device=device)
+    for t in tensors:
+        squares = squares + t.float().pow(2).sum().to(device)
+    return torch.sqrt(squares)
 
 
 @torch.no_grad()

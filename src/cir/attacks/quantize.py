@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cir.attacks.base import AttackConfig, attack_result, check_attack_facts
+from cir.budget import EpochSnapshots
 from cir.config import require
 from cir.data.facts import Fact
 from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
@@ -101,8 +101,9 @@ class Quantize:
         """
         self.check(train_facts, eval_facts)
         config = self.config
-        modules = linear_modules(model)
-        originals = {name: _weight(m).detach().clone() for name, m in modules.items()}
+        # the budget's snapshot store puts the weights back after each format
+        weights = [cast(nn.Parameter, m.weight) for m in linear_modules(model).values()]
+        originals = EpochSnapshots(weights)
         history, skipped = [], {}
         with Stopwatch() as watch:
             history.append(AttackEpoch(0, self._score(model, tokenizer, eval_facts), None, watch.seconds))
@@ -111,9 +112,9 @@ class Quantize:
                     skipped[name] = round_trip(model, name).skipped
                     scores = self._score(model, tokenizer, eval_facts)
                     history.append(AttackEpoch(epoch, scores, None, watch.seconds))
-                    _restore(modules, originals)
+                    originals.restore(0)
             finally:
-                _restore(modules, originals)
+                originals.restore(0)
         details = {"formats": list(config.formats), "skipped": skipped}
         definition = QUANTIZE_DEFINITION.format(formats=", ".join(config.formats))
         return attack_result(
@@ -124,13 +125,3 @@ class Quantize:
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]
     ) -> FactScores:
         return evaluate_facts(model, tokenizer, facts, self.config.mcq_format, self.config.eval_batch_size)
-
-
-def _weight(module: nn.Module) -> torch.Tensor:
-    return cast(torch.Tensor, module.weight)
-
-
-@torch.no_grad()
-def _restore(modules: dict[str, nn.Module], originals: dict[str, torch.Tensor]) -> None:
-    for name, module in modules.items():
-        _weight(module).copy_(originals[name])

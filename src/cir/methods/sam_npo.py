@@ -25,7 +25,7 @@ from cir.methods.npo import NPO
 from cir.methods.npo import Config as NPOConfig
 from cir.methods.npo import search_space as npo_search_space
 from cir.modules import ModelShape, weight_update
-from cir.optim import normalised_step
+from cir.optim import global_norm, normalised_step
 from cir.registry import METHODS
 
 if TYPE_CHECKING:
@@ -92,9 +92,5 @@ class SAMNPO(NPO):
 
     def _perturbation(self, grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """ε = ρ g / ||g|| with the norm over every trained weight (zero for a zero gradient)."""
-        device = grads[0].device
-        squares = torch.zeros((), device=device)
-        for g in grads:
-            squares = squares + g.float().pow(2).sum().to(device)
-        scale = self.config.rho / squares.sqrt().clamp_min(torch.finfo(torch.float32).tiny)
+        scale = self.config.rho / global_norm(grads).clamp_min(torch.finfo(torch.float32).tiny)
         return [g * scale.to(g.device, g.dtype) for g in grads]
