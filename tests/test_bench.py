@@ -258,13 +258,15 @@ def test_bench_progress_names_method_seed_epoch_and_attack_under_the_outer_bar(t
         # both budgets keep epoch 2, so they share one attack, run (and named) at the first
         assert f"grad_diff seed {seed} budget 50 finetune:" in err
         assert f"grad_diff seed {seed} budget 100 finetune:" not in err
+        assert f"control seed {seed} finetune:" in err  # the attack on the never-unlearned model
     # tqdm draws a bar at position 1 as "\n\r<bar>\x1b[A" (a line down, then back up) and clears it
     # on close ("\r<spaces>\x1b[A"); a bar left behind would end in a plain newline instead
     draws = err.split("\r")
     inner = [d for d in draws if d.startswith("grad_diff seed")]
     assert inner and all(d.rstrip("\n").endswith("\x1b[A") for d in inner)
-    assert sum(d.strip(" \n") == "\x1b[A" for d in draws) == 2 * (2 + 1)  # seeds x (epochs + attack)
-    assert draws[-1].startswith("bench: 100%") and "| 2/2 [" in draws[-1]  # the outer count stays
+    # seeds x (epochs + attack + the control's attack)
+    assert sum(d.strip(" \n") == "\x1b[A" for d in draws) == 2 * (2 + 1 + 1)
+    assert draws[-1].startswith("bench: 100%") and "| 4/4 [" in draws[-1]  # the outer count stays
 
 
 def test_budgets_keeping_the_same_epoch_share_one_attack(tmp_path, capsys, monkeypatch):
@@ -279,7 +281,7 @@ def test_budgets_keeping_the_same_epoch_share_one_attack(tmp_path, capsys, monke
 
     monkeypatch.setattr("cir.point.ATTACKS.build", counting_build)
     results = run_tiny_bench(tmp_path, capsys, progress=False)
-    assert len(calls) == 2  # one per seed, not per (seed, budget)
+    assert len(calls) == 2 + 2  # one per seed, not per (seed, budget); and each seed's control
     for seed in (0, 1):
         small, large = sorted((r for r in results.runs if r.seed == seed), key=lambda r: r.budget)
         assert small.epochs == large.epochs == 2
@@ -389,6 +391,7 @@ def test_markdown_shows_the_seeds_a_ratio_counts(bench_out):
     (row,) = [r for r in results.table if r["method"] == "cir" and r["budget"] == 0.01]
     assert row["ratio_seeds"] <= row["seeds"]
     row.update(ratio=20.0, ratio_std=None, ratio_seeds=1, seeds=3)
+    del row["intervals"]  # a table written before intervals shows its per-seed ratio instead
     assert "| 20.00 (1 of 3 seeds) |" in bench_markdown(results)
     row.update(ratio_seeds=3)
     assert "| 20.00 |" in bench_markdown(results)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from cir.config import to_dict
 from cir.experiment import Experiment
 from cir.inputs import Inputs
+from cir.methods.base import MethodConfig
 from cir.modules import model_shape
 from cir.outputs import atomic_output_dir, check_output_dir, write_json_atomic
 from cir.plots import bench_plots
@@ -31,10 +32,12 @@ from cir.point import (
     bench_point,
     check_splits,
     check_tuned_shape,
+    control_point,
+    fact_ids,
     load_bench,
     tuned_studies,
 )
-from cir.records import BenchResults, BenchRun
+from cir.records import BenchResults, BenchRun, ControlRun
 from cir.registry import ATTACKS
 from cir.report import bench_markdown, definitions
 from cir.stats import aggregate
@@ -71,11 +74,19 @@ def run_bench(
     check_tuned_shape(studies, model_shape(loaded.model))
     check_splits(facts, bench, ATTACKS.build(bench.attack, attack))
     heldout = Selectivity.of(loaded, bench, loop)
+    ids = fact_ids(loaded)
     runs: list[BenchRun] = []
+    controls: list[ControlRun] = []
+    seeded: list[tuple[int, str, list[float], MethodConfig | None]]
     seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
+    if bench.control:  # the control of each seed, listed as a job "control" with no budgets
+        seeded = [(seed, "control", [], None) for seed in range(bench.seeds)] + seeded
     for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
+        if config is None:
+            controls += control_point(loaded, facts, bench, loop, attack, seed, original, progress, ids)
+            continue
         point = (loaded, facts, bench, loop, name, config, attack, seed, original)
-        runs += bench_point(*point, budgets, progress, heldout)
+        runs += bench_point(*point, budgets, progress, heldout, ids)
     largest = max(bench.budgets)
     config = {
         "bench": to_dict(bench),
@@ -88,8 +99,9 @@ def run_bench(
             "torch": torch.__version__,
         },  # what CPU runs repeat at
     }
-    table = [row.to_json() for row in aggregate(runs, bench.methods, bench.budgets, bench.metric)]
-    results = BenchResults(config, len(facts), definitions(runs), runs, table)
+    rows = aggregate(runs, bench.methods, bench.budgets, bench.metric, controls)
+    table = [row.to_json() for row in rows]
+    results = BenchResults(config, len(facts), definitions(runs), runs, table, controls)
     write_bench_results(results, out, force)
     return results
 

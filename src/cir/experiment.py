@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from cir.attacks.base import AttackConfig
 from cir.config import config_error, from_dict, load_yaml, merge, parse_overrides, require, split_sections
+from cir.data.facts import SPLITS, Split
 from cir.errors import ConfigError
 from cir.methods.base import MethodConfig
 from cir.registry import ATTACKS, METHODS
@@ -96,6 +97,15 @@ class BenchConfig:
     prior_field: str | None = None  # fact field holding the prior acc_t1; None = measure it with the model
     metric: Literal["answer_prob", "acc_t1", "acc_t0"] = "answer_prob"  # the headline V metric
     heldout_max: int = 80  # other domains' facts scored for selectivity: at most this many, evenly spaced
+    # "answer_disjoint": no V answer is a T answer, so the attack cannot re-teach V's answer tokens
+    # themselves; "random": the split before (facts shuffled one by one)
+    split: Split = "answer_disjoint"
+    folds: int = 0  # >= 2: K folds, every known fact in V once per seed (one unlearning run serves all)
+    # "held_out": methods train on no sentence that starts with the scored prompt, so breaking that
+    # exact string is not scored as forgetting; "trained": every sentence (the loop before)
+    eval_prompts: Literal["held_out", "trained"] = "held_out"
+    attack_lrs: list[float] = field(default_factory=list)  # the attack's lr sweep; empty: attack.lr only
+    control: bool = True  # also attack the never-unlearned model, the same way (drops measured against it)
 
     def __post_init__(self) -> None:
         """Check ranges.
@@ -112,6 +122,10 @@ class BenchConfig:
                 ("seeds", ">= 1", self.seeds >= 1),
                 ("heldout_max", ">= 0", self.heldout_max >= 0),
                 ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
+                ("split", f"one of {list(SPLITS)}", self.split in SPLITS),
+                ("folds", "0 (one split by val_fraction) or >= 2", self.folds == 0 or self.folds >= 2),
+                ("eval_prompts", "held_out or trained", self.eval_prompts in ("held_out", "trained")),
+                ("attack_lrs", "values > 0", all(lr > 0 for lr in self.attack_lrs)),
                 (
                     "metric",
                     "answer_prob, acc_t1 or acc_t0",

@@ -9,7 +9,7 @@ after unlearning and after the attack (and the other domains' facts, for selecti
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -17,15 +17,23 @@ from transformers import PreTrainedModel
 
 from cir.attacks.base import Attack, AttackConfig
 from cir.budget import last_epoch_within
-from cir.data.facts import Fact, filter_known, split_facts
+from cir.data.facts import Fact, filter_known, fold_splits, split_facts, without_scored_prefix
 from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
-from cir.evals.scores import McqFormat, evaluate_facts
+from cir.evals.scores import McqFormat, score_facts
 from cir.experiment import BenchConfig, per_method_configs
 from cir.inputs import Inputs, Loaded, load_inputs
 from cir.methods.base import MethodConfig
 from cir.modules import ModelShape
-from cir.records import AttackResult, BenchRun, FactScores, TrajectoryPoint
+from cir.records import (
+    LOWER_IS_BETTER,
+    AttackResult,
+    BenchRun,
+    ControlRun,
+    FactRecord,
+    FactTable,
+    TrajectoryPoint,
+)
 from cir.registry import ATTACKS
 from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
 
@@ -54,6 +62,17 @@ def load_bench(
     return loaded, facts, original
 
 
+def point_splits(facts: Sequence[Fact], bench: BenchConfig, seed: int) -> list[tuple[list[Fact], list[Fact]]]:
+    """The (T, V) pairs of one seed: K folds (`bench.folds` >= 2), else one split by `val_fraction`.
+
+    Raises:
+        DataError, ConfigError: for a side left empty or too few facts (answers) for the folds.
+    """
+    if bench.folds:
+        return fold_splits(facts, bench.folds, seed, bench.split)
+    return [split_facts(facts, bench.val_fraction, seed, bench.split)]
+
+
 def check_splits(facts: Sequence[Fact], bench: BenchConfig, attack: Attack) -> None:
     """Split the facts for every seed and let the attack check each T/V pair, before any unlearning.
 
@@ -61,7 +80,16 @@ def check_splits(facts: Sequence[Fact], bench: BenchConfig, attack: Attack) -> N
         DataError, ConfigError: for a side left empty, an overlap, or a T/V pair the attack refuses.
     """
     for seed in range(bench.seeds):
-        attack.check(*split_facts(facts, bench.val_fraction, seed))
+        for train, val in point_splits(facts, bench, seed):
+            attack.check(train, val)
+    if bench.eval_prompts == "held_out":
+        without_scored_prefix(facts)  # a fact every sentence of which starts with its prompt is refused
+
+
+def fact_ids(loaded: Loaded) -> dict[Fact, str]:
+    """Each loaded fact's id for per-fact records: "<role>:<index in its file>" ("forget:12", "heldout:3")."""
+    ids = {fact: f"heldout:{i}" for i, fact in enumerate(loaded.heldout)}
+    return ids | {fact: f"forget:{i}" for i, fact in enumerate(loaded.data.forget_facts)}
 
 
 def check_tuned_shape(studies: Mapping[str, Mapping[float, Mapping[str, Any]]], shape: ModelShape) -> None:
@@ -140,7 +168,7 @@ class Selectivity:
     """The other domains' facts (never trained on) and the original model's scores on them."""
 
     facts: list[Fact]
-    before: FactScores
+    before: FactTable
     mcq_format: McqFormat
     batch_size: int
 
@@ -154,12 +182,25 @@ class Selectivity:
         facts = evenly_spaced(loaded.heldout, bench.heldout_max)
         if not facts:
             return None
-        scores = evaluate_facts(loaded.model, loaded.tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
+        scores = score_facts(loaded.model, loaded.tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
         return cls(facts, scores, loop.mcq_format, loop.eval_batch_size)
 
-    def score(self, loaded: Loaded) -> FactScores:
-        """The loaded model's scores on the held-out facts now."""
-        return evaluate_facts(loaded.model, loaded.tokenizer, self.facts, self.mcq_format, self.batch_size)
+    def score(self, loaded: Loaded) -> FactTable:
+        """The loaded model's per-fact scores on the held-out facts now."""
+        return score_facts(loaded.model, loaded.tokenizer, self.facts, self.mcq_format, self.batch_size)
+
+    def records(self, ids: Mapping[Fact, str], stage: str, table: FactTable) -> list[FactRecord]:
+        """Per-fact records of `table` (this set's scores at `stage`), each fact's split its domain."""
+        return [
+            FactRecord(
+                ids.get(f, f"heldout:{f.question}"),
+                str(f.extra.get("domain", "heldout")),
+                f.answer_text,
+                stage,
+                table.row(i),
+            )
+            for i, f in enumerate(self.facts)
+        ]
 
 
 def evenly_spaced(items: Sequence[Fact], most: int) -> list[Fact]:
@@ -167,6 +208,87 @@ def evenly_spaced(items: Sequence[Fact], most: int) -> list[Fact]:
     if len(items) <= most:
         return list(items)
     return [items[i * len(items) // most] for i in range(most)]
+
+
+@dataclass
+class SweptAttack:
+    """The attacker's best over its learning-rate sweep: the chosen run, its lr, and every run's history."""
+
+    chosen: AttackResult
+    lr: float | None  # the chosen run's lr; None without a sweep (the attack's own)
+    runs: list[tuple[float | None, AttackResult]]  # (lr, result) of every run of the sweep
+
+
+def sweep_attack(
+    loaded: Loaded,
+    bench: BenchConfig,
+    attack_cfg: AttackConfig,
+    seed: int,
+    train: list[Fact],
+    val: list[Fact],
+    progress: bool = False,
+    label: str | None = None,
+) -> SweptAttack:
+    """Attack the loaded model with T, scoring V, at each lr of `bench.attack_lrs`; keep the attacker's best.
+
+    Every run starts from the weights the model has on entry and the model is left in them. The attack
+    is seeded by the bench seed and stops on the bench's metric (where its config has those fields).
+    The best run is the one whose post-attack value of `bench.metric` is best for the attacker.
+    """
+    model, tokenizer = loaded.model, loaded.tokenizer
+    lrs: list[float | None] = list(bench.attack_lrs) or [None]
+    start = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    runs = []
+    for index, lr in enumerate(lrs):
+        if index:
+            model.load_state_dict(start)
+        config = attack_config_for(attack_cfg, bench, seed, lr)
+        name = f"{label} lr {lr:g}" if lr is not None and label else label
+        runs.append(
+            (lr, ATTACKS.build(bench.attack, config).run(model, tokenizer, train, val, progress, name))
+        )
+    model.load_state_dict(start)
+    sign = -1 if bench.metric in LOWER_IS_BETTER else 1
+    lr, chosen = max(runs, key=lambda run: sign * run[1].post_attack.metric(bench.metric))
+    return SweptAttack(chosen, lr, runs)
+
+
+def attack_config_for(
+    attack_cfg: AttackConfig, bench: BenchConfig, seed: int, lr: float | None
+) -> AttackConfig:
+    """The attack's config for one bench run: seeded by the bench seed, stopping on its metric, at `lr`."""
+    names = {f.name for f in fields(attack_cfg)}
+    changes: dict[str, Any] = {"seed": seed} if "seed" in names else {}
+    if "stop_metric" in names:
+        changes["stop_metric"] = bench.metric
+    if lr is not None:
+        if "lr" not in names:
+            raise ConfigError(f"bench.attack_lrs: the {bench.attack} attack has no learning rate")
+        changes["lr"] = lr
+    return replace(attack_cfg, **changes)
+
+
+def attack_records(ids: Mapping[Fact, str], val: Sequence[Fact], swept: SweptAttack) -> list[FactRecord]:
+    """V's per-fact records of every epoch of every run of the sweep, and at the chosen post-attack point."""
+    records = []
+    for lr, result in swept.runs:
+        prefix = f"attack lr={lr:g}" if lr is not None else "attack"
+        for entry in result.history:
+            if entry.per_fact is not None:
+                records += stage_records(ids, val, "V", f"{prefix} epoch {entry.epoch}", entry.per_fact)
+    if swept.chosen.post_attack_per_fact is not None:
+        records += stage_records(ids, val, "V", "post_attack", swept.chosen.post_attack_per_fact)
+    return records
+
+
+def stage_records(
+    ids: Mapping[Fact, str], facts: Sequence[Fact], split: str, stage: str, table: FactTable
+) -> list[FactRecord]:
+    """One record per fact of `facts` (whose scores `table` holds, in order) at `stage`."""
+    return [
+        FactRecord(ids.get(f, f"?:{f.question}"), split, f.answer_text, stage, table.row(i))
+        for i, f in enumerate(facts)
+    ]
 
 
 def bench_point(
@@ -182,41 +304,141 @@ def bench_point(
     budgets: Sequence[float] | None = None,
     progress: bool = False,
     heldout: Selectivity | None = None,
+    ids: Mapping[Fact, str] | None = None,
 ) -> list[BenchRun]:
-    """One method and seed: unlearn T + V up to the largest of `budgets`, then attack each budget's model.
+    """One method and seed: unlearn the known facts up to the largest budget, attack each budget's model.
+
+    With one split (`bench.folds` 0), the run unlearns T + V and attacks with T, scoring V: one
+    `BenchRun` per budget. With K folds, unlearning all known facts is the same run for every fold,
+    so it runs once and only the attack repeats, once per fold: K `BenchRun`s per budget, every known
+    fact in V of one of them.
 
     `budgets` defaults to the bench's; the run's own loop holds the largest, so the budget is set in
     one place, the loop config the run is given (`bench_jobs` groups budgets one run can serve).
-
-    Budgets that keep the same epoch share one attack: their models are the same weights, and the
+    Budgets that keep the same epoch share their attacks: their models are the same weights, and the
     attack is seeded, so a second run would repeat the first exactly.
 
-    With `progress`, the epochs and each attack show a bar (nested under a caller's), named by the
-    method and seed ("cir seed 1 epoch 3", "cir seed 1 budget 0.01 finetune"). With `heldout`, each
-    budget's model is also scored on the other domains' facts before the attack (selectivity).
+    Every run carries per-fact records (`BenchRun.per_fact`, facts named by `ids`, default
+    `fact_ids(loaded)`): T and V before and after unlearning, V at every attack epoch and at the
+    post-attack point, and the held-out facts (`heldout`, selectivity) before and after unlearning.
+    With `progress`, the epochs and each attack show a bar, named by the method and seed.
     """
     model, tokenizer = loaded.model, loaded.tokenizer
-    train, val = split_facts(facts, bench.val_fraction, seed)
+    ids = fact_ids(loaded) if ids is None else ids
+    splits = point_splits(facts, bench, seed)
     model.load_state_dict(original)
-    before = evaluate_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
+    before = score_facts(model, tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
     budgets = list(bench.budgets if budgets is None else budgets)
     config = replace(loop, method=name, seed=seed, budget=max(budgets))
-    result = unlearn_once(loaded, train, val, config, method_config, progress, f"{name} seed {seed}")
+    train, val = (facts, facts) if bench.folds else splits[0]  # what is unlearned; V monitored
+    trained = without_scored_prefix(train) if bench.eval_prompts == "held_out" else train
+    trained_val = without_scored_prefix(val) if bench.eval_prompts == "held_out" else val
+    if bench.folds:
+        result = unlearn_once(
+            loaded, trained, [], config, method_config, progress, f"{name} seed {seed}", val
+        )
+    else:
+        result = unlearn_once(
+            loaded, trained, trained_val, config, method_config, progress, f"{name} seed {seed}", val
+        )
     runs = []
-    attacked: dict[int, tuple[AttackResult, FactScores | None]] = {}  # by kept epoch
+    attacked: dict[int, tuple[FactTable, FactTable | None, list[SweptAttack]]] = {}  # by kept epoch
     for budget in budgets:
         epoch = kept_epoch(result, budget)
-        if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attack
+        if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attacks
             budget_model(result, budget, original)
-            unlearned = heldout.score(loaded) if heldout is not None else None
-            attacker = ATTACKS.build(bench.attack, attack_cfg)
+            unlearned = score_facts(model, tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
+            held = heldout.score(loaded) if heldout is not None else None
             label = f"{name} seed {seed} budget {budget:g}"
-            attacked[epoch] = (attacker.run(model, tokenizer, train, val, progress, label), unlearned)
-        attack, unlearned = attacked[epoch]
-        run = bench_run(name, seed, budget, before, result, epoch, attack)
-        if heldout is not None:
-            run = replace(run, heldout_before=heldout.before, heldout_unlearned=unlearned)
-        runs.append(run)
+            swept = [
+                sweep_attack(
+                    loaded,
+                    bench,
+                    attack_cfg,
+                    seed,
+                    t,
+                    v,
+                    progress,
+                    f"{label} fold {k}" if bench.folds else label,
+                )
+                for k, (t, v) in enumerate(splits)
+            ]
+            attacked[epoch] = (unlearned, held, swept)
+        unlearned, held, swept = attacked[epoch]
+        for fold, ((t, v), attack) in enumerate(zip(splits, swept, strict=True)):
+            records = split_records(ids, facts, t, v, before, unlearned) + attack_records(ids, v, attack)
+            if heldout is not None and held is not None:
+                records += heldout.records(ids, "before", heldout.before) + heldout.records(
+                    ids, "unlearned", held
+                )
+            index = [facts.index(f) for f in v]
+            run = bench_run(
+                name, seed, budget, before.subset(index), result, epoch, unlearned.subset(index), attack
+            )
+            run = replace(run, fold=fold, per_fact=records)
+            if heldout is not None and held is not None:
+                run = replace(run, heldout_before=heldout.before.means(), heldout_unlearned=held.means())
+            runs.append(run)
+    model.load_state_dict(original)
+    return runs
+
+
+def split_records(
+    ids: Mapping[Fact, str],
+    facts: Sequence[Fact],
+    train: Sequence[Fact],
+    val: Sequence[Fact],
+    before: FactTable,
+    unlearned: FactTable,
+) -> list[FactRecord]:
+    """T's and V's per-fact records before and after unlearning (`before`, `unlearned`: all of `facts`)."""
+    records = []
+    for split, part in (("T", train), ("V", val)):
+        index = [facts.index(f) for f in part]
+        for stage, table in (("before", before), ("unlearned", unlearned)):
+            records += stage_records(ids, part, split, stage, table.subset(index))
+    return records
+
+
+def control_point(
+    loaded: Loaded,
+    facts: list[Fact],
+    bench: BenchConfig,
+    loop: UnlearnConfig,
+    attack_cfg: AttackConfig,
+    seed: int,
+    original: dict[str, torch.Tensor],
+    progress: bool = False,
+    ids: Mapping[Fact, str] | None = None,
+) -> list[ControlRun]:
+    """The control of one seed: the same attack (splits, seed, lr sweep) on the never-unlearned model.
+
+    What the attack alone does to V; a method's drop against it is V(original, attacked) minus
+    V(unlearned, attacked), per fact. One `ControlRun` per fold (one without folds).
+    """
+    model, tokenizer = loaded.model, loaded.tokenizer
+    ids = fact_ids(loaded) if ids is None else ids
+    runs = []
+    for fold, (train, val) in enumerate(point_splits(facts, bench, seed)):
+        model.load_state_dict(original)
+        before = score_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
+        label = f"control seed {seed}" + (f" fold {fold}" if bench.folds else "")
+        swept = sweep_attack(loaded, bench, attack_cfg, seed, train, val, progress, label)
+        records = stage_records(ids, val, "V", "before", before) + attack_records(ids, val, swept)
+        chosen = swept.chosen
+        runs.append(
+            ControlRun(
+                seed=seed,
+                fold=fold,
+                v_before=before.means(),
+                v_post_attack=chosen.post_attack,
+                attack_lr=swept.lr,
+                attack_epoch=chosen.best_epochs.get(bench.metric),
+                attack_trajectory=[TrajectoryPoint(e.epoch, e.facts) for e in chosen.history],
+                stop_reason=chosen.stop_reason,
+                per_fact=records,
+            )
+        )
     model.load_state_dict(original)
     return runs
 
@@ -229,15 +451,19 @@ def unlearn_once(
     method_config: MethodConfig,
     progress: bool = False,
     label: str | None = None,
+    monitor: list[Fact] | None = None,
 ) -> UnlearnResult:
     """Unlearn T + V from the loaded model once under `loop` (its budget the largest served), monitoring V.
 
     Every epoch's trained weights are kept for `budget_model` when one run serves several budgets.
     The data, its order and the seed are those of `cir unlearn --forget T V` with the same settings,
-    so the trajectory is the same.
+    so the trajectory is the same. `monitor` (default `val`) is the fact set scored each epoch.
     `progress` and `label` are `unlearn`'s (a bar per epoch, f"{label} epoch {n}").
     """
-    data = UnlearnData(train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=val)
+    monitored = val if monitor is None else monitor
+    data = UnlearnData(
+        train + val, loaded.data.retain_texts, loaded.data.general_texts, monitor_facts=monitored
+    )
     return unlearn(
         loaded.model,
         loaded.tokenizer,
@@ -281,30 +507,34 @@ def bench_run(
     method: str,
     seed: int,
     budget: float,
-    before: FactScores,
+    before: FactTable,
     result: UnlearnResult,
     epoch: int,
-    attack: AttackResult,
+    unlearned: FactTable,
+    attack: SweptAttack,
 ) -> BenchRun:
-    """What a bench run records of its unlearning (up to `epoch`) and of the attack that followed."""
+    """What a bench run records of V before, after unlearning (up to `epoch`) and after the attack."""
     kept = result.history[epoch]
+    chosen = attack.chosen
     return BenchRun(
         method=method,
         seed=seed,
         budget=budget,
         epochs=epoch,
-        v_before=before,
-        v_unlearned=kept.facts,
-        v_post_attack=attack.post_attack,
+        v_before=before.means(),
+        v_unlearned=unlearned.means(),
+        v_post_attack=chosen.post_attack,
         general_loss_before=result.history.before.disruption.general_loss,
         general_loss_after=kept.disruption.general_loss,
         seconds_per_fact=kept.seconds / result.facts,
         unlearn_trajectory=[
             TrajectoryPoint(r.epoch, r.facts, r.disruption.general_loss) for r in result.history
         ],
-        attack_trajectory=[TrajectoryPoint(e.epoch, e.facts) for e in attack.history],
-        post_attack_definition=attack.post_attack_definition,
-        stop_reasons={"unlearn": stop_reason_at(result, budget, epoch), "attack": attack.stop_reason},
+        attack_trajectory=[TrajectoryPoint(e.epoch, e.facts) for e in chosen.history],
+        post_attack_definition=chosen.post_attack_definition,
+        stop_reasons={"unlearn": stop_reason_at(result, budget, epoch), "attack": chosen.stop_reason},
+        attack_lr=attack.lr,
+        attack_epochs={k: int(v) for k, v in chosen.best_epochs.items()},
     )
 
 

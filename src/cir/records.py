@@ -51,6 +51,7 @@ Code reads these fields; files hold their `to_json()` form. The JSON key names, 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, overload
@@ -90,6 +91,66 @@ class FactScores:
     def from_json(cls, data: Mapping[str, Any]) -> FactScores:
         """Read `to_json`'s form back."""
         return cls(**{name: float(data[name]) for name in FACT_METRICS})
+
+
+@dataclass(frozen=True)
+class FactTable:
+    """Every fact metric of each fact of a set, in fact order: the per-fact form of `FactScores`.
+
+    Kept so that statistics over facts (paired differences, bootstrap intervals) and re-scoring can
+    be computed from the stored numbers instead of a rerun.
+    """
+
+    values: dict[str, tuple[float, ...]]  # metric (FACT_METRICS) -> one value per fact
+
+    def __post_init__(self) -> None:
+        lengths = {len(column) for column in self.values.values()}
+        if set(self.values) != set(FACT_METRICS) or len(lengths) != 1 or 0 in lengths:
+            raise ValueError(f"a FactTable needs every metric of {FACT_METRICS} for the same facts")
+
+    def __len__(self) -> int:
+        return len(self.values[FACT_METRICS[0]])
+
+    def means(self) -> FactScores:
+        """The mean of each metric over the facts: the set's `FactScores`."""
+        return FactScores(**{name: math.fsum(column) / len(column) for name, column in self.values.items()})
+
+    def row(self, index: int) -> dict[str, float]:
+        """Fact `index`'s value of every metric."""
+        return {name: column[index] for name, column in self.values.items()}
+
+    def subset(self, indices: Sequence[int]) -> FactTable:
+        """The table of the facts at `indices`, in that order."""
+        return FactTable({name: tuple(column[i] for i in indices) for name, column in self.values.items()})
+
+    def to_json(self) -> dict[str, list[float]]:
+        """`{metric: [value per fact]}`."""
+        return {name: list(column) for name, column in self.values.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Sequence[float]]) -> FactTable:
+        """Read `to_json`'s form back."""
+        return cls({name: tuple(float(v) for v in data[name]) for name in FACT_METRICS})
+
+
+@dataclass(frozen=True)
+class FactRecord:
+    """One fact's scores at one stage of a bench run: the unit every statistic is computed from."""
+
+    fact: str  # the fact's id: "<file role>:<line index>", e.g. "forget:12"
+    split: str  # "T", "V", or the held-out domain (selectivity)
+    answer: str  # the right choice's text
+    stage: str  # "before", "unlearned", "attack lr=3e-05 epoch 2", "post_attack"
+    scores: dict[str, float]  # every fact metric
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"fact", "split", "answer", "stage", "scores"}`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FactRecord:
+        """Read `to_json`'s form back."""
+        return cls(data["fact"], data["split"], data["answer"], data["stage"], dict(data["scores"]))
 
 
 @dataclass(frozen=True)
@@ -236,14 +297,21 @@ class AttackEpoch:
     facts: FactScores  # the eval facts
     train_loss: float | None = None  # mean training loss of the epoch's steps; None where nothing trains
     seconds: float = 0.0  # cumulative training time, evaluation excluded
+    per_fact: FactTable | None = None  # the eval facts one by one (`facts` is its mean)
+
+    @classmethod
+    def of(cls, epoch: int, table: FactTable, train_loss: float | None, seconds: float) -> AttackEpoch:
+        """The epoch's record from its per-fact scores."""
+        return cls(epoch, table.means(), train_loss, seconds, table)
 
     def to_json(self) -> dict[str, Any]:
-        """`{"epoch", "facts", "train_loss", "seconds"}`."""
+        """`{"epoch", "facts", "train_loss", "seconds", "per_fact"}`."""
         return {
             "epoch": self.epoch,
             "facts": self.facts.to_json(),
             "train_loss": self.train_loss,
             "seconds": self.seconds,
+            "per_fact": self.per_fact.to_json() if self.per_fact is not None else None,
         }
 
 
@@ -269,6 +337,8 @@ class AttackResult:
     config: dict[str, Any]  # the attack's config, as `cir.config.to_dict` gives it
     changes: ParameterChanges | None = None  # None for an attack that changes no weight
     details: dict[str, Any] = field(default_factory=dict)  # what one attack adds (JSON-ready)
+    best_epochs: dict[str, int] = field(default_factory=dict)  # metric -> epoch of its post-attack value
+    post_attack_per_fact: FactTable | None = None  # each fact's (smoothed) value at its metric's best epoch
 
     @property
     def before(self) -> FactScores:
@@ -293,6 +363,7 @@ class AttackResult:
             "config": self.config,
             "changes": dataclasses.asdict(self.changes) if self.changes is not None else None,
             "details": self.details,
+            "best_epochs": dict(self.best_epochs),
         }
 
 
@@ -359,6 +430,10 @@ class BenchRun:
     stop_reasons: dict[str, str | None]  # {"unlearn": ..., "attack": ...}
     heldout_before: FactScores | None = None  # other domains' facts (selectivity), when the bench has them
     heldout_unlearned: FactScores | None = None  # the same, at the kept epoch
+    fold: int = 0  # which of the seed's K folds V is (0 with one split)
+    attack_lr: float | None = None  # the lr of the attacker's best run of the sweep (None: no sweep)
+    attack_epochs: dict[str, int] = field(default_factory=dict)  # metric -> epoch of its post-attack value
+    per_fact: list[FactRecord] = field(default_factory=list)  # every fact's scores at every stage
 
     def v(self, stage: str) -> FactScores:
         """V's scores at `stage`: "before", "unlearned" or "post_attack"."""
@@ -374,11 +449,13 @@ class BenchRun:
         for name in ("unlearn_trajectory", "attack_trajectory"):
             data[name] = [point.to_json() for point in data[name]]
         data["stop_reasons"] = dict(self.stop_reasons)
+        data["attack_epochs"] = dict(self.attack_epochs)
+        data["per_fact"] = [record.to_json() for record in self.per_fact]
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BenchRun:
-        """Read `to_json`'s form back."""
+        """Read `to_json`'s form back (results written before a field get its default)."""
         values = dict(data)
         for name in ("v_before", "v_unlearned", "v_post_attack"):
             values[name] = FactScores.from_json(values[name])
@@ -386,6 +463,40 @@ class BenchRun:
             values[name] = FactScores.from_json(values[name]) if values.get(name) is not None else None
         for name in ("unlearn_trajectory", "attack_trajectory"):
             values[name] = [TrajectoryPoint.from_json(point) for point in values[name]]
+        values["per_fact"] = [FactRecord.from_json(record) for record in values.get("per_fact", [])]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ControlRun:
+    """The bench's control for one seed and fold: the same attack on the never-unlearned model."""
+
+    seed: int
+    fold: int
+    v_before: FactScores
+    v_post_attack: FactScores  # the attacker's best, as for the methods
+    attack_lr: float | None
+    attack_epoch: int | None  # the epoch of the bench metric's post-attack value
+    attack_trajectory: list[TrajectoryPoint]
+    stop_reason: str
+    per_fact: list[FactRecord]  # V before and at every attack epoch and the post-attack point
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields by name, as BenchRun's."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["v_before"], data["v_post_attack"] = self.v_before.to_json(), self.v_post_attack.to_json()
+        data["attack_trajectory"] = [point.to_json() for point in self.attack_trajectory]
+        data["per_fact"] = [record.to_json() for record in self.per_fact]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ControlRun:
+        """Read `to_json`'s form back."""
+        values = dict(data)
+        for name in ("v_before", "v_post_attack"):
+            values[name] = FactScores.from_json(values[name])
+        values["attack_trajectory"] = [TrajectoryPoint.from_json(p) for p in values["attack_trajectory"]]
+        values["per_fact"] = [FactRecord.from_json(record) for record in values["per_fact"]]
         return cls(**values)
 
 
@@ -398,19 +509,24 @@ class BenchResults:
     definition: dict[str, str]  # what each reported number means
     runs: list[BenchRun]
     table: list[dict[str, Any]]  # one row per (budget, method): mean and `_std` of every number
+    controls: list[ControlRun] = field(default_factory=list)  # the attack on the never-unlearned model
 
     def to_json(self) -> dict[str, Any]:
-        """`{"config", "facts", "definition", "runs", "table"}`."""
+        """`{"config", "facts", "definition", "runs", "table", "controls"}`."""
         return {
             "config": self.config,
             "facts": self.facts,
             "definition": self.definition,
             "runs": [run.to_json() for run in self.runs],
             "table": self.table,
+            "controls": [control.to_json() for control in self.controls],
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BenchResults:
         """Read `to_json`'s form back."""
         runs = [BenchRun.from_json(run) for run in data["runs"]]
-        return cls(data["config"], int(data["facts"]), dict(data["definition"]), runs, list(data["table"]))
+        controls = [ControlRun.from_json(c) for c in data.get("controls", [])]
+        return cls(
+            data["config"], int(data["facts"]), dict(data["definition"]), runs, list(data["table"]), controls
+        )

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from cir.budget import budget_label
 from cir.errors import DataError
 from cir.files import read_text
+from cir.intervals import Interval
 from cir.outputs import write_json_atomic
-from cir.records import AttackResult, BenchResults, BenchRun, RunReport
+from cir.records import AttackResult, BenchResults, BenchRun, ControlRun, RunReport
 from cir.stats import STAGES, V_METRICS, aggregate
 
 if TYPE_CHECKING:
@@ -75,11 +76,23 @@ def _ratio_cell(row: Mapping[str, Any]) -> str:
     return cell
 
 
+def _interval_cell(row: Mapping[str, Any], key: str, digits: int = 3) -> str:
+    """The row's interval `key` as "estimate [low, high]", "" when the row has none."""
+    data = row.get("intervals", {}).get(key)
+    return Interval.from_json(data).format(digits) if data is not None else ""
+
+
 def bench_markdown(results: BenchResults) -> str:
     """The bench's Markdown report: one table per budget, then the definitions."""
     bench = results.config["bench"]
     lines = [f"# Bench: V {bench['metric']} before unlearning, after it, and after the attack", ""]
     lines.append(f"{results.facts} known facts; mean ± std over seeds. Attack: {bench['attack']}.")
+    if results.controls:
+        lines.append(
+            "Control: the same attack on the never-unlearned model; 'drop vs control' is measured against it "
+            "and ranks the methods. Brackets: 95% bootstrap intervals over facts. A difference is called "
+            "only when the interval of the paired difference excludes 0."
+        )
     for budget in bench["budgets"]:
         rows = [r for r in results.table if r["budget"] == budget]
         lines += ["", f"## Budget {budget_label(results.config['unlearn'].get('budget_metric'), budget)}", ""]
@@ -92,7 +105,18 @@ def bench_markdown(results: BenchResults) -> str:
                 "unlearned": _pm(r, "unlearned"),
                 "post-attack": _pm(r, "post_attack"),
                 "drop": _pm(r, "drop"),
-                "ratio vs best baseline": _ratio_cell(r) if r["method"] == "cir" else "",
+                **({"drop [CI]": _interval_cell(r, "drop")} if "intervals" in r else {}),
+                **(
+                    {"drop vs control [CI]": _interval_cell(r, "drop_vs_control")} if results.controls else {}
+                ),
+                **(
+                    {
+                        "Δ vs best baseline [CI]": _interval_cell(r, "vs_best"),
+                        "ratio of mean drops [CI]": _interval_cell(r, "ratio_of_means", 2),
+                    }
+                    if "intervals" in r
+                    else {"ratio vs best baseline": _ratio_cell(r) if r["method"] == "cir" else ""}
+                ),
                 "general loss Δ%": _pm(r, "general_loss_change", 2),
                 "held-out Δ": _pm(r, "heldout_change"),  # n/a without held-out facts
                 "epochs": _pm(r, "epochs", 1),
@@ -199,6 +223,14 @@ def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
         "drop": "V metric before unlearning minus V metric post-attack (higher = more robustly forgotten)",
         "ratio": "CIR's drop / the best baseline's drop at the same budget, per seed, then mean and std; "
         "a seed where the baseline's drop is <= 0 has no ratio and is left out (the seeds counted are shown)",
+        "drop_vs_control": "V post-attack on the never-unlearned model (the same attack, split and seed) "
+        "minus V post-attack on the unlearned one, per fact: what unlearning removed beyond what the attack "
+        "teaches",
+        "intervals": "95% bootstrap intervals (scipy.stats.bootstrap, BCa) over facts, each fact's value "
+        "first averaged over the seeds it was in V",
+        "vs_best": "the headline drop (vs control when there is one) minus the best baseline's, paired by "
+        "fact; a difference is called only when its interval excludes 0",
+        "ratio_of_means": "mean headline drop / the best baseline's mean headline drop over the same facts",
         "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
         "acc_t1": "mean renormalised probability of the right choice",
         "acc_t0": "argmax accuracy",
@@ -230,7 +262,7 @@ def retable(folder: Path) -> BenchResults:
     """
     results = load_bench_results(folder / "results.json")
     bench = results.config["bench"]
-    rows = aggregate(results.runs, bench["methods"], bench["budgets"], bench["metric"])
+    rows = aggregate(results.runs, bench["methods"], bench["budgets"], bench["metric"], results.controls)
     results.table = [row.to_json() for row in rows]
     results.definition = definitions(results.runs)
     write_json_atomic(folder / "results.json", results.to_json())
@@ -262,6 +294,7 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
     expected = settings(first)
     methods: list[str] = []
     runs: list[BenchRun] = []
+    controls: dict[tuple[int, int], ControlRun] = {}  # every part's control is the same attack: one each
     config = {**expected, "bench": dict(expected["bench"]), "methods": {}, "tuned": {}}
     for name, part in parts:
         for key, value in settings(part).items():
@@ -274,10 +307,14 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
             raise DataError(f"{name}: methods {repeated} are already in an earlier part")
         methods += part.config["bench"]["methods"]
         runs += part.runs
+        for control in part.controls:
+            controls.setdefault((control.seed, control.fold), control)
         config["methods"] |= part.config.get("methods", {})
         config["tuned"] |= part.config.get("tuned", {})
     config["bench"]["methods"] = methods
     config["bench"]["seeds"] = max(part.config["bench"]["seeds"] for _, part in parts)
     bench = config["bench"]
-    rows = aggregate(runs, methods, bench["budgets"], bench["metric"])
-    return BenchResults(config, first.facts, definitions(runs), runs, [row.to_json() for row in rows])
+    merged = list(controls.values())
+    rows = aggregate(runs, methods, bench["budgets"], bench["metric"], merged)
+    table = [row.to_json() for row in rows]
+    return BenchResults(config, first.facts, definitions(runs), runs, table, merged)

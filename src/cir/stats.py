@@ -1,7 +1,15 @@
-"""The bench's statistics, pure: per-run drops, means and spreads over seeds, ratios to the best baseline.
+"""The bench's statistics, pure: drops, means and spreads over seeds, intervals, ratios to the best baseline.
 
-Everything here is computed from `BenchRun` records alone, so any table can be rebuilt from a
-results.json (`cir.report.retable`). The text (markdown, tables) lives in `cir.report`.
+Everything here is computed from the recorded runs alone, so any table can be rebuilt from a
+results.json (`cir.report.retable`). V's numbers come from the per-fact records (`BenchRun.per_fact`):
+a seed's value is the mean over the facts in V in that seed (over all its folds), the mean and std
+in the table are over seeds, and the intervals resample facts (`cir.intervals`). Results written
+before per-fact records fall back to each run's means. The text (markdown, tables) lives in
+`cir.report`.
+
+With a control (`ControlRun`: the same attack on the never-unlearned model), a fact's drop against
+it is V(original, attacked) - V(unlearned, attacked): what unlearning removed beyond what the attack
+alone teaches. It is then the headline drop, which picks the best baseline and enters the ratio.
 """
 
 from __future__ import annotations
@@ -11,7 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cir.records import BenchRun
+from cir.intervals import (
+    Interval,
+    by_unit_means,
+    mean_interval,
+    paired_difference_interval,
+    ratio_of_means_interval,
+)
+from cir.records import LOWER_IS_BETTER, BenchRun, ControlRun
 from cir.registry import METHODS
 
 V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
@@ -45,6 +60,10 @@ class TableRow:
     best_baseline: str | None
     ratio: Stat = field(default_factory=lambda: Stat(None, None))  # drop / best baseline's, per seed
     ratio_seeds: int = 0  # seeds with a ratio (the baseline's drop > 0)
+    headline: str = "drop"  # the drop that ranks methods: "drop_vs_control" when the bench has a control
+    # over facts: "drop", "drop_vs_control", "vs_best" (headline drop minus the best baseline's, paired),
+    # "ratio_of_means" (mean headline drop / the best baseline's)
+    intervals: dict[str, Interval] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """`{"budget", "method", "seeds", <key>, <key>_std ..., "best_baseline", "ratio_seeds",
@@ -56,11 +75,70 @@ class TableRow:
         data["best_baseline"] = self.best_baseline
         data["ratio_seeds"] = self.ratio_seeds
         data["ratio"], data["ratio_std"] = self.ratio.mean, self.ratio.std
+        data["headline"] = self.headline
+        data["intervals"] = {key: interval.to_json() for key, interval in self.intervals.items()}
         return data
 
 
+FactKey = tuple[int, str]  # (seed, fact id)
+
+
+def v_values(runs: Sequence[BenchRun], stage: str, metric: str) -> dict[FactKey, float]:
+    """V's `metric` at `stage` ("before", "unlearned", "post_attack") per (seed, fact), from per-fact records.
+
+    A run without per-fact records (results written before them) gives its mean under the key
+    (seed, "run <fold>").
+    """
+    values = {}
+    for run in runs:
+        records = [r for r in run.per_fact if r.split == "V" and r.stage == stage]
+        if not run.per_fact:
+            values[(run.seed, f"run {run.fold}")] = run.v(stage).metric(metric)
+        for record in records:
+            values[(run.seed, record.fact)] = record.scores[metric]
+    return values
+
+
+def control_values(controls: Sequence[ControlRun], metric: str) -> dict[FactKey, float]:
+    """V's post-attack `metric` on the never-unlearned model per (seed, fact)."""
+    return {
+        (c.seed, r.fact): r.scores[metric]
+        for c in controls
+        for r in c.per_fact
+        if r.split == "V" and r.stage == "post_attack"
+    }
+
+
+def seed_means(values: dict[FactKey, float]) -> list[float]:
+    """The mean over facts of each seed, in seed order."""
+    seeds = sorted({seed for seed, _ in values})
+    return [statistics.fmean(v for (s, _), v in values.items() if s == seed) for seed in seeds]
+
+
+def fact_drops(
+    runs: Sequence[BenchRun], metric: str, controls: Sequence[ControlRun] = ()
+) -> dict[str, dict[FactKey, float]]:
+    """Per (seed, fact): "drop" = before - post-attack; with controls, "drop_vs_control" = control - post.
+
+    Signs are flipped for a metric where lower is better (recall_loss), so a larger drop always means
+    more forgotten.
+    """
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    before, post = v_values(runs, "before", metric), v_values(runs, "post_attack", metric)
+    drops = {"drop": {k: sign * (before[k] - post[k]) for k in post if k in before}}
+    control = control_values(controls, metric)
+    if control:
+        drops["drop_vs_control"] = {k: sign * (control[k] - post[k]) for k in post if k in control}
+    return drops
+
+
+def by_fact(values: dict[FactKey, float]) -> dict[str, float]:
+    """Each fact's mean over the seeds it was in V: the unit the intervals resample."""
+    return {str(k): v for k, v in by_unit_means((fact, v) for (_, fact), v in values.items()).items()}
+
+
 def drop(run: BenchRun, metric: str) -> float:
-    """V's `metric` before unlearning minus post-attack."""
+    """V's `metric` before unlearning minus post-attack (the run's means)."""
     return run.v_before.metric(metric) - run.v_post_attack.metric(metric)
 
 
@@ -71,21 +149,29 @@ def heldout_change(run: BenchRun, metric: str) -> float | None:
     return run.heldout_unlearned.metric(metric) - run.heldout_before.metric(metric)
 
 
-def columns(runs: Sequence[BenchRun], metric: str) -> dict[str, Stat]:
-    """Each column of a row over its runs (seeds), in the table's order."""
+def columns(runs: Sequence[BenchRun], metric: str, controls: Sequence[ControlRun] = ()) -> dict[str, Stat]:
+    """Each column of a row over its seeds, in the table's order.
+
+    V's columns are per-seed means over the facts in V (all folds); the unlearning's columns (cost,
+    disruption, selectivity) are one value per seed, from the seed's first run (its folds share the
+    unlearning).
+    """
+    first = list({r.seed: r for r in reversed(runs)}.values())[::-1]  # one run per seed (fold 0)
+    drops = fact_drops(runs, metric, controls)
     values: dict[str, list[Any]] = {
-        **{stage: [r.v(stage).metric(metric) for r in runs] for stage in STAGES},
-        "drop": [drop(r, metric) for r in runs],
+        **{stage: seed_means(v_values(runs, stage, metric)) for stage in STAGES},
+        "drop": seed_means(drops["drop"]),
+        "drop_vs_control": seed_means(drops["drop_vs_control"]) if "drop_vs_control" in drops else [None],
         # every V metric at every stage (e.g. acc_t0_unlearned), the headline one included
         **{
-            f"{name}_{stage}": [r.v(stage).metric(name) for r in runs]
+            f"{name}_{stage}": seed_means(v_values(runs, stage, name))
             for name in V_METRICS
             for stage in STAGES
         },
-        "general_loss_change": [100 * (r.general_loss_after / r.general_loss_before - 1) for r in runs],
-        "heldout_change": [heldout_change(r, metric) for r in runs],
-        "epochs": [float(r.epochs) for r in runs],
-        "seconds_per_fact": [r.seconds_per_fact for r in runs],
+        "general_loss_change": [100 * (r.general_loss_after / r.general_loss_before - 1) for r in first],
+        "heldout_change": [heldout_change(r, metric) for r in first],
+        "epochs": [float(r.epochs) for r in first],
+        "seconds_per_fact": [r.seconds_per_fact for r in first],
     }
     return {key: Stat.of(column) for key, column in values.items()}
 
@@ -95,25 +181,63 @@ def per_seed_ratios(mine: dict[int, float], best: dict[int, float]) -> list[floa
     return [mine[s] / best[s] for s in mine if s in best and best[s] > 0]
 
 
-def aggregate(
-    runs: Sequence[BenchRun], methods: Sequence[str], budgets: Sequence[float], metric: str
-) -> list[TableRow]:
-    """One row per (budget, method): mean and std over seeds, the drop, and the ratio to the best baseline.
+def row_intervals(
+    drops: dict[str, dict[FactKey, float]], best: dict[str, dict[FactKey, float]] | None, headline: str
+) -> dict[str, Interval]:
+    """Fact-level bootstrap intervals: each drop's mean, and the headline drop against the best baseline's.
 
-    The best baseline is the method of role "baseline" (`cir.registry`) with the highest mean drop.
+    "vs_best" is the paired difference of the headline drops and "ratio_of_means" their ratio of
+    means, over the facts both have.
     """
+    intervals = {key: mean_interval(list(by_fact(values).values())) for key, values in drops.items()}
+    if best is not None and headline in best:
+        mine, theirs = by_fact(drops[headline]), by_fact(best[headline])
+        shared = sorted(set(mine) & set(theirs))
+        if shared:
+            a, b = [mine[f] for f in shared], [theirs[f] for f in shared]
+            intervals["vs_best"] = paired_difference_interval(a, b)
+            intervals["ratio_of_means"] = ratio_of_means_interval(a, b)
+    return intervals
+
+
+def aggregate(
+    runs: Sequence[BenchRun],
+    methods: Sequence[str],
+    budgets: Sequence[float],
+    metric: str,
+    controls: Sequence[ControlRun] = (),
+) -> list[TableRow]:
+    """One row per (budget, method): means and stds over seeds, intervals over facts, the best baseline.
+
+    The best baseline is the method of role "baseline" (`cir.registry`) with the highest mean headline
+    drop (against the control when there is one).
+    """
+    headline = "drop_vs_control" if control_values(controls, metric) else "drop"
     rows = []
     for budget in budgets:
-        drops = {
-            name: {r.seed: drop(r, metric) for r in runs if r.method == name and r.budget == budget}
-            for name in methods
-        }
-        baselines = [n for n in methods if METHODS.get(n).role == "baseline" and drops[n]]
-        best = max(baselines, key=lambda n: statistics.fmean(drops[n].values()), default=None)
+        mine_runs = {name: [r for r in runs if r.method == name and r.budget == budget] for name in methods}
+        drops = {name: fact_drops(mine_runs[name], metric, controls) for name in methods}
+        per_seed = {
+            name: {r.seed: drop(r, metric) for r in mine_runs[name]} for name in methods
+        }  # the old per-seed ratio, kept beside the ratio of means
+        baselines = [n for n in methods if METHODS.get(n).role == "baseline" and drops[n][headline]]
+        best = max(baselines, key=lambda n: statistics.fmean(drops[n][headline].values()), default=None)
         for name in methods:
-            mine = [r for r in runs if r.method == name and r.budget == budget]
-            ratios = per_seed_ratios(drops[name], drops[best] if best else {})
+            mine = mine_runs[name]
+            ratios = per_seed_ratios(per_seed[name], per_seed[best] if best else {})
+            others = drops[best] if best is not None and best != name else None
+            intervals = row_intervals(drops[name], others, headline) if mine else {}
             rows.append(
-                TableRow(budget, name, len(mine), columns(mine, metric), best, Stat.of(ratios), len(ratios))
+                TableRow(
+                    budget,
+                    name,
+                    len({r.seed for r in mine}),
+                    columns(mine, metric, controls),
+                    best,
+                    Stat.of(ratios),
+                    len(ratios),
+                    headline,
+                    intervals,
+                )
             )
     return rows

@@ -173,8 +173,10 @@ def prepare(
     untunable = [m for m in methods if METHODS.get(m).search_space is None]
     if untunable:
         raise ConfigError(f"methods {untunable} have no search space (register one to tune them)")
+    if bench.folds:
+        raise ConfigError("cir tune scores a trial on one T/V split: set bench.folds to 0")
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
-    ATTACKS.build(bench.attack, attack).check(*split_facts(facts, bench.val_fraction, seed))
+    ATTACKS.build(bench.attack, attack).check(*split_facts(facts, bench.val_fraction, seed, bench.split))
     shape = model_shape(loaded.model)
     return Setup(bench, loop, attack, overrides, loaded, facts, original, shape), methods
 

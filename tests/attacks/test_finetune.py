@@ -105,7 +105,10 @@ def test_history_has_one_entry_per_epoch_plus_before():
     model = tiny.model("llama")
     result = attack(model, epochs=4, mcq_format="letter")
     assert len(result.history) == 5 and [h.epoch for h in result.history] == [0, 1, 2, 3, 4]
-    assert set(result.history[0].to_json()) == {"epoch", "facts", "train_loss", "seconds"}
+    assert set(result.history[0].to_json()) == {"epoch", "facts", "train_loss", "seconds", "per_fact"}
+    for entry in result.history:  # the per-fact scores are the facts' own and average to the epoch's
+        assert entry.per_fact is not None and len(entry.per_fact) == len(EVAL)
+        assert entry.per_fact.means() == entry.facts
     assert result.history[0].seconds == 0.0 and result.history[-1].seconds > 0
     assert result.history[-1].train_loss < result.history[0].train_loss
     # entry 0's train loss is the mean batch loss of T's sentences before any step

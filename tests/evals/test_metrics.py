@@ -19,7 +19,7 @@ from cir.evals.metrics import (
     question_prompt,
     reference_logprobs,
 )
-from cir.evals.scores import MCQ_FORMATS, evaluate_facts
+from cir.evals.scores import MCQ_FORMATS, evaluate_facts, score_facts
 from cir.records import FACT_METRICS, FactScores
 
 
@@ -111,8 +111,16 @@ def test_evaluate_facts_fields_and_ranges(arch):
         # Jensen: mean exp(-ce) >= exp(-mean ce)
         assert scores.answer_prob >= math.exp(-scores.recall_loss)
         mcq = scorer(model, tokenizer, tiny.FACTS)
-        assert (scores.acc_t0, scores.acc_t1) == (mcq.acc_t0, mcq.acc_t1)
-        assert (scores.answer_prob, scores.recall_loss) == (recall.answer_prob, recall.recall_loss)
+        # the means of the per-fact table, summed exactly
+        got = (scores.acc_t0, scores.acc_t1, scores.answer_prob, scores.recall_loss)
+        want = (mcq.acc_t0, mcq.acc_t1, recall.answer_prob, recall.recall_loss)
+        assert got == pytest.approx(want, abs=1e-6)  # the scorers average in float32
+        table = score_facts(model, tokenizer, tiny.FACTS, mcq_format)
+        assert table.means() == scores and len(table) == len(tiny.FACTS)
+        assert table.values["acc_t1"] == tuple(mcq.per_fact_t1)
+        assert table.values["acc_t0"] == tuple(mcq.per_fact_t0)
+        assert set(table.values["acc_t0"]) <= {0.0, 1.0}
+        assert table.values["recall_loss"] == tuple(recall.per_fact_loss)
         assert FactScores.from_json(scores.to_json()) == scores
 
 

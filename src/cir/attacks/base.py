@@ -27,6 +27,7 @@ from cir.records import (
     AttackEpoch,
     AttackResult,
     FactScores,
+    FactTable,
     ParameterChanges,
 )
 
@@ -116,6 +117,43 @@ def post_attack_scores(history: Sequence[AttackEpoch], window: int) -> FactScore
     return FactScores(**best)
 
 
+def best_epoch(values: Sequence[float], window: int, higher_is_better: bool = True) -> int:
+    """The epoch at which `post_attack` takes its value (the first, on a tie).
+
+    Raises:
+        ConfigError: as `post_attack`.
+    """
+    best = post_attack(values, window, higher_is_better)
+    return trailing_mean(values, window).index(best)
+
+
+def post_attack_per_fact(
+    history: Sequence[AttackEpoch], window: int
+) -> tuple[dict[str, int], FactTable | None]:
+    """Each metric's best epoch, and every fact's value there, smoothed over the same trailing window.
+
+    The attacker picks one epoch for the whole eval set (its best mean), so a fact's post-attack value is
+    its own (smoothed) value at that epoch; the mean over facts is then `post_attack_scores` exactly.
+    The table is None when an epoch of the history has no per-fact scores.
+
+    Raises:
+        ConfigError: as `post_attack`.
+    """
+    epochs = {
+        name: best_epoch([e.facts.metric(name) for e in history], window, name not in LOWER_IS_BETTER)
+        for name in FACT_METRICS
+    }
+    tables = [e.per_fact for e in history]
+    if any(t is None for t in tables):
+        return epochs, None
+    values = {}
+    for name, epoch in epochs.items():
+        start = max(0, epoch - window + 1)
+        columns = [t.values[name] for t in tables[start : epoch + 1] if t is not None]
+        values[name] = tuple(sum(column) / len(columns) for column in zip(*columns, strict=True))
+    return epochs, FactTable(values)
+
+
 def check_attack_facts(train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
     """Refuse an empty T or V, or a T/V pair that shares a question or a sentence.
 
@@ -144,6 +182,7 @@ def attack_result(
     Raises:
         ConfigError: as `post_attack`.
     """
+    best_epochs, per_fact = post_attack_per_fact(history, window)
     return AttackResult(
         history=history,
         post_attack=post_attack_scores(history, window),
@@ -154,4 +193,6 @@ def attack_result(
         config=to_dict(config),
         changes=changes,
         details=details or {},
+        best_epochs=best_epochs,
+        post_attack_per_fact=per_fact,
     )

@@ -17,7 +17,7 @@ from cir.attacks.base import AttackConfig, attack_result, check_attack_facts
 from cir.config import require
 from cir.data.facts import Fact
 from cir.errors import ConfigError
-from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
+from cir.evals.scores import MCQ_FORMATS, McqFormat, score_facts
 from cir.records import AttackEpoch, AttackResult
 from cir.registry import ATTACKS
 from cir.runtime import Stopwatch
@@ -98,8 +98,8 @@ class FewShot:
         history = []
         with Stopwatch() as watch:
             for epoch, facts in enumerate((eval_facts, prompted)):
-                scores = evaluate_facts(model, tokenizer, facts, config.mcq_format, config.eval_batch_size)
-                history.append(AttackEpoch(epoch, scores, None, watch.seconds))
+                scores = score_facts(model, tokenizer, facts, config.mcq_format, config.eval_batch_size)
+                history.append(AttackEpoch.of(epoch, scores, None, watch.seconds))
         details = {"shots": config.shots, "example_question": prompted[0].question}
         definition = FEW_SHOT_DEFINITION.format(shots=config.shots)
         return attack_result(

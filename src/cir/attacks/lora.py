@@ -33,7 +33,7 @@ from cir.data.facts import Fact, fact_sentences
 from cir.errors import ConfigError
 from cir.evals.scores import McqFormat
 from cir.modules import freeze_all_but, mlp_modules
-from cir.records import AttackResult
+from cir.records import AttackResult, FactMetric
 from cir.registry import ATTACKS
 from cir.runtime import Stopwatch, seed_everything
 
@@ -55,6 +55,10 @@ class Config(AttackConfig):
     mcq_format: McqFormat = "choice"  # "letter" for models that follow A-D prompts
     eval_batch_size: int = 64  # prompts per forward pass when scoring V
     window: int = 3  # epochs in the post-attack moving average
+    # stop once V's smoothed `stop_metric` has not improved for this many epochs (0: run every epoch);
+    # `epochs` is then the cap. The bench sets stop_metric to its own metric.
+    patience: int = 0
+    stop_metric: FactMetric = "acc_t1"
     seed: int = 0  # seeds the adapter's initialisation and the per-epoch shuffling
 
     def __post_init__(self) -> None:

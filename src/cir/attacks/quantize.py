@@ -24,9 +24,9 @@ from cir.attacks.base import AttackConfig, attack_result, check_attack_facts
 from cir.budget import EpochSnapshots
 from cir.config import require
 from cir.data.facts import Fact
-from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
+from cir.evals.scores import MCQ_FORMATS, McqFormat, score_facts
 from cir.quant import BLOCK_FORMATS, linear_modules, round_trip
-from cir.records import AttackEpoch, AttackResult, FactScores
+from cir.records import AttackEpoch, AttackResult, FactTable
 from cir.registry import ATTACKS
 from cir.runtime import Stopwatch
 
@@ -106,12 +106,12 @@ class Quantize:
         originals = EpochSnapshots(weights)
         history, skipped = [], {}
         with Stopwatch() as watch:
-            history.append(AttackEpoch(0, self._score(model, tokenizer, eval_facts), None, watch.seconds))
+            history.append(AttackEpoch.of(0, self._score(model, tokenizer, eval_facts), None, watch.seconds))
             try:
                 for epoch, name in enumerate(config.formats, start=1):
                     skipped[name] = round_trip(model, name).skipped
                     scores = self._score(model, tokenizer, eval_facts)
-                    history.append(AttackEpoch(epoch, scores, None, watch.seconds))
+                    history.append(AttackEpoch.of(epoch, scores, None, watch.seconds))
                     originals.restore(0)
             finally:
                 originals.restore(0)
@@ -123,5 +123,5 @@ class Quantize:
 
     def _score(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]
-    ) -> FactScores:
-        return evaluate_facts(model, tokenizer, facts, self.config.mcq_format, self.config.eval_batch_size)
+    ) -> FactTable:
+        return score_facts(model, tokenizer, facts, self.config.mcq_format, self.config.eval_batch_size)

@@ -22,17 +22,17 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.attacks.base import AttackConfig
+from cir.attacks.base import AttackConfig, best_epoch
 from cir.config import require
 from cir.data.batches import Batch, encode, pad, pad_id
 from cir.data.facts import Fact
 from cir.errors import ModelError
 from cir.evals.metrics import model_device
-from cir.evals.scores import MCQ_FORMATS, McqFormat, evaluate_facts
+from cir.evals.scores import MCQ_FORMATS, McqFormat, score_facts
 from cir.hooks import forward
 from cir.losses import cross_entropy
 from cir.modules import decoder_layers, mlp_modules
-from cir.records import AttackEpoch, ParameterChanges
+from cir.records import LOWER_IS_BETTER, AttackEpoch, ParameterChanges
 from cir.runtime import interrupt_flag
 
 
@@ -51,6 +51,8 @@ class TrainPlan:
     eval_batch_size: int
     window: int
     seed: int
+    patience: int
+    stop_metric: str
 
     @classmethod
     def of(cls, config: AttackConfig) -> TrainPlan:
@@ -83,6 +85,7 @@ def check_training(config: Any, extra: Sequence[tuple[str, str, bool]] = ()) -> 
             ("mcq_format", f"one of {list(MCQ_FORMATS)}", config.mcq_format in MCQ_FORMATS),
             ("eval_batch_size", ">= 1", config.eval_batch_size >= 1),
             ("window", ">= 1", config.window >= 1),
+            ("patience", ">= 0", config.patience >= 0),
             *extra,
         ],
     )
@@ -152,10 +155,12 @@ def train_epochs(
     Each epoch reshuffles the sentences with a generator seeded once by `plan.seed`. Entry e of the
     history holds V's scores after epoch e, the mean batch loss of the epoch's steps (entry 0: of the
     unshuffled batches before any step) and the cumulative training time (evaluation excluded).
-    A Ctrl-C stops after the current epoch.
+    A Ctrl-C stops after the current epoch. With `plan.patience` > 0, training stops once V's
+    `stop_metric`, smoothed as the post-attack value is, has not improved on its best for `patience`
+    epochs: the attacker trains until V stops rising, up to `plan.epochs`.
 
     Returns:
-        The history and the stop reason, "epochs" or "interrupted".
+        The history and the stop reason, "epochs", "plateau" or "interrupted".
     """
     device = model_device(model)
     rows = encode(tokenizer, list(train_texts), plan.max_length)
@@ -163,8 +168,8 @@ def train_epochs(
     optimizer = make_optimizer(parameters, plan)
 
     def entry(epoch: int, loss: float, seconds: float) -> AttackEpoch:
-        scores = evaluate_facts(model, tokenizer, eval_facts, plan.mcq_format, plan.eval_batch_size)
-        return AttackEpoch(epoch, scores, loss, seconds)
+        table = score_facts(model, tokenizer, eval_facts, plan.mcq_format, plan.eval_batch_size)
+        return AttackEpoch.of(epoch, table, loss, seconds)
 
     with torch.no_grad():
         before = [float(loss_of(model, b.to(device))) for b in shuffled(rows, tokenizer, plan, None)]
@@ -180,7 +185,15 @@ def train_epochs(
             history.append(entry(epoch, sum(losses) / len(losses), seconds))
             if interrupted.is_set():
                 return history, "interrupted"
+            if plan.patience and epochs_since_best(history, plan) >= plan.patience:
+                return history, "plateau"
     return history, "epochs"
+
+
+def epochs_since_best(history: Sequence[AttackEpoch], plan: TrainPlan) -> int:
+    """Epochs since V's smoothed `plan.stop_metric` was last at its best (0: the last epoch is the best)."""
+    values = [e.facts.metric(plan.stop_metric) for e in history]
+    return len(history) - 1 - best_epoch(values, plan.window, plan.stop_metric not in LOWER_IS_BETTER)
 
 
 def shuffled(

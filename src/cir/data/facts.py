@@ -1,4 +1,4 @@
-"""The one schema of every fact set, its validating JSONL loader, and the T/V split.
+"""The one schema of every fact set, its validating JSONL loader, and the T/V splits and folds.
 
 A fact is a JSON object on one line: `question` (str), `choices` (4 distinct str), `answer` (index
 into choices), `sentences` (non-empty list of str stating the fact), and optionally `prompt`: a cloze
@@ -13,14 +13,19 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from cir.errors import DataError
+from cir.errors import ConfigError, DataError
 from cir.files import read_text
 
 NUM_CHOICES = 4
+
+# How facts are split into T and V: "random" shuffles facts; "answer_disjoint" keeps every answer on
+# one side, so a V fact is never answered by relearning a T fact that shares its answer.
+Split = Literal["random", "answer_disjoint"]
+SPLITS: tuple[Split, ...] = ("random", "answer_disjoint")
 
 
 @dataclass(frozen=True)
@@ -140,21 +145,143 @@ def filter_known(facts: Sequence[Fact], field_name: str, threshold: float) -> li
     return kept
 
 
-def split_facts(facts: Sequence[Fact], val_fraction: float, seed: int) -> tuple[list[Fact], list[Fact]]:
-    """Shuffle with `seed` and split into T (train, 1 - val_fraction) and V (val); checked disjoint.
+def split_facts(
+    facts: Sequence[Fact], val_fraction: float, seed: int, split: Split = "random"
+) -> tuple[list[Fact], list[Fact]]:
+    """Split into T (train, about 1 - val_fraction) and V (val) with `seed`; checked disjoint.
+
+    `split="random"` shuffles the facts. `split="answer_disjoint"` shuffles the groups of facts that
+    share an answer and moves whole groups into V until it holds about `val_fraction` of the facts, so
+    no V answer is a T answer: an attack cannot then score on V by relearning answers it saw in T.
+    Both sides keep the order of `facts`.
 
     Raises:
+        ConfigError: if `split` is not one of `SPLITS`.
         DataError: if either side would be empty or the two sides overlap.
     """
-    order = list(range(len(facts)))
-    random.Random(seed).shuffle(order)
+    check_split(split)
     n_val = round(len(facts) * val_fraction)
-    if not 0 < n_val < len(facts):
-        raise DataError(f"cannot split {len(facts)} facts with val_fraction={val_fraction}: a side is empty")
-    val = [facts[i] for i in sorted(order[:n_val])]
-    train = [facts[i] for i in sorted(order[n_val:])]
+    if split == "random":
+        order = list(range(len(facts)))
+        random.Random(seed).shuffle(order)
+        if not 0 < n_val < len(facts):
+            raise DataError(
+                f"cannot split {len(facts)} facts with val_fraction={val_fraction}: a side is empty"
+            )
+        val_indices = set(order[:n_val])
+    else:
+        groups = answer_groups(facts)
+        random.Random(seed).shuffle(groups)
+        val_indices = set()
+        for group in groups:
+            if len(val_indices) >= n_val:
+                break
+            # stop before a group that would leave V farther above the target than it is below now
+            if val_indices and len(val_indices) + len(group) - n_val > n_val - len(val_indices):
+                break
+            val_indices.update(group)
+        if not 0 < len(val_indices) < len(facts):
+            raise DataError(
+                f"cannot split {len(facts)} facts with {len(groups)} distinct answer(s) and "
+                f"val_fraction={val_fraction} so that no answer is on both sides: a side is empty"
+            )
+    val = [f for i, f in enumerate(facts) if i in val_indices]
+    train = [f for i, f in enumerate(facts) if i not in val_indices]
     check_disjoint(train, val)
     return train, val
+
+
+def fold_splits(
+    facts: Sequence[Fact], folds: int, seed: int, split: Split = "random"
+) -> list[tuple[list[Fact], list[Fact]]]:
+    """K-fold cross-validation: `folds` (T, V) pairs, each fact in V of exactly one; checked disjoint.
+
+    T is every fact outside V; both keep the order of `facts`. `split="random"` shuffles the facts
+    with `seed` and deals them round-robin. `split="answer_disjoint"` shuffles the groups of facts that
+    share an answer, then gives each group, largest first, to the fold with the fewest facts so far
+    (ties: the lowest fold), so no answer is in two folds and fold sizes differ by at most the largest
+    group.
+
+    Raises:
+        ConfigError: if `split` is not one of `SPLITS` or `folds` is below 2.
+        DataError: if there are fewer facts ("random") or distinct answers ("answer_disjoint") than
+            folds, or a T/V pair overlaps.
+    """
+    check_split(split)
+    if folds < 2:
+        raise ConfigError(f"cross-validation needs folds >= 2, got folds={folds}")
+    fold_of = [0] * len(facts)
+    if split == "random":
+        if len(facts) < folds:
+            raise DataError(f"cannot make {folds} folds from {len(facts)} facts: a fold would be empty")
+        order = list(range(len(facts)))
+        random.Random(seed).shuffle(order)
+        for position, index in enumerate(order):
+            fold_of[index] = position % folds
+    else:
+        groups = answer_groups(facts)
+        if len(groups) < folds:
+            raise DataError(
+                f"cannot make {folds} answer-disjoint folds from {len(facts)} facts with "
+                f"{len(groups)} distinct answer(s): a fold would be empty"
+            )
+        random.Random(seed).shuffle(groups)
+        groups.sort(key=len, reverse=True)  # stable: equal sizes keep the seeded order
+        sizes = [0] * folds
+        for group in groups:
+            fold = min(range(folds), key=lambda k: (sizes[k], k))
+            sizes[fold] += len(group)
+            for index in group:
+                fold_of[index] = fold
+    pairs = []
+    for fold in range(folds):
+        val = [f for i, f in enumerate(facts) if fold_of[i] == fold]
+        train = [f for i, f in enumerate(facts) if fold_of[i] != fold]
+        check_disjoint(train, val, f"T of fold {fold}", f"V of fold {fold}")
+        pairs.append((train, val))
+    return pairs
+
+
+def check_split(split: str) -> None:
+    """Refuse a split name that is not one of `SPLITS`.
+
+    Raises:
+        ConfigError: naming `bench.split` and the known values.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"bench.split: unknown split {split!r}; known: {', '.join(SPLITS)}")
+
+
+def answer_groups(facts: Sequence[Fact]) -> list[list[int]]:
+    """Indices of the facts grouped by stripped answer text, groups in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for index, fact in enumerate(facts):
+        groups.setdefault(fact.answer_text.strip(), []).append(index)
+    return list(groups.values())
+
+
+def without_scored_prefix(facts: Sequence[Fact]) -> list[Fact]:
+    """Drop each fact's sentences that start with its scored context; new facts, same order.
+
+    The scored context is the cloze `prompt` if the fact has one, else its question (its scored
+    prompt is the question, then a line `Answer:`); both sides are compared stripped and
+    case-sensitive. A method trained on a sentence whose prefix is the scored prompt can break that
+    exact string instead of forgetting the fact, so the bench trains on the other sentences only.
+
+    Raises:
+        DataError: naming the fact's index and question if no sentence of it remains.
+    """
+    kept_facts = []
+    for index, fact in enumerate(facts):
+        context = fact.prompt.strip() if fact.prompt is not None else fact.question.strip()
+        kept = tuple(s for s in fact.sentences if not s.strip().startswith(context))
+        if not kept:
+            raise DataError(
+                f"every sentence of fact {index} ({fact.question[:60]!r}) starts with its scored prompt "
+                f"{context[:60]!r}; add a sentence worded otherwise"
+            )
+        kept_facts.append(replace(fact, sentences=kept))
+    return kept_facts
 
 
 def check_disjoint(

@@ -29,6 +29,7 @@ class McqScores:
     acc_t0: float  # mean over facts of [argmax == answer], ties going to the lowest index
     acc_t1: float  # mean over facts of the renormalised probability of the right answer
     per_fact_t1: list[float]  # that probability per fact, in fact order
+    per_fact_t0: list[float]  # 1.0 where the argmax is the right answer, else 0.0, in fact order
 
 
 def letter_prompt(fact: Fact) -> str:
@@ -80,7 +81,7 @@ def mcq_scores(scores: torch.Tensor, facts: Sequence[Fact]) -> McqScores:
     answers = torch.tensor([fact.answer for fact in facts])  # (facts,)
     correct = (probs.argmax(-1) == answers).float()  # (facts,)
     right = probs.gather(-1, answers[:, None]).squeeze(-1)  # (facts,)
-    return McqScores(float(correct.mean()), float(right.mean()), right.tolist())
+    return McqScores(float(correct.mean()), float(right.mean()), right.tolist(), correct.tolist())
 
 
 def letter_mcq(

@@ -36,6 +36,7 @@ class RecallScores:
     recall_loss: float  # mean over facts of the answer tokens' mean cross-entropy, nats
     answer_prob: float  # mean over facts of exp(-that cross-entropy), in [0, 1]
     per_fact_prob: list[float]  # exp(-cross-entropy) of each fact, in fact order
+    per_fact_loss: list[float]  # that cross-entropy of each fact, nats, in fact order
 
 
 def question_prompt(fact: Fact) -> str:
@@ -193,7 +194,7 @@ def answer_recall(
     logprobs = continuation_logprobs(model, tokenizer, contexts, answers, batch_size, padding_side)
     losses = [-float(row.mean()) for row in logprobs]
     probs = [math.exp(-loss) for loss in losses]
-    return RecallScores(sum(losses) / len(losses), sum(probs) / len(probs), probs)
+    return RecallScores(sum(losses) / len(losses), sum(probs) / len(probs), probs, losses)
 
 
 def general_loss(model: PreTrainedModel, batches: Sequence[Batch]) -> float:

@@ -16,7 +16,7 @@ from cir.data.facts import Fact
 from cir.errors import ConfigError
 from cir.evals.mcq import MCQ_SCORERS
 from cir.evals.metrics import PaddingSide, answer_recall, general_loss, model_device
-from cir.records import FactScores
+from cir.records import FACT_METRICS, FactScores, FactTable
 
 McqFormat = Literal[
     "choice", "letter"
@@ -44,15 +44,34 @@ def evaluate_facts(
 ) -> FactScores:
     """Accuracy at t=0 and t=1 in one MCQ format, answer probability and recall loss of `facts`.
 
+    The means of `score_facts`.
+
     Raises:
         ConfigError: on an unknown `mcq_format`, a bad `padding_side` or `batch_size`.
         DataError: if `facts` is empty or a fact does not have 4 choices.
         ModelError: if a letter " A".." D" is not a single token (letter format).
     """
+    return score_facts(model, tokenizer, facts, mcq_format, batch_size, padding_side).means()
+
+
+def score_facts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    facts: Sequence[Fact],
+    mcq_format: McqFormat = "choice",
+    batch_size: int = 16,
+    padding_side: PaddingSide = "right",
+) -> FactTable:
+    """Every fact metric of each fact: acc_t0 (0 or 1), acc_t1, answer_prob and recall_loss, in fact order.
+
+    Raises:
+        ConfigError, DataError, ModelError: as `evaluate_facts`.
+    """
     check_mcq_format(mcq_format)
     mcq = MCQ_SCORERS[mcq_format](model, tokenizer, facts, batch_size, padding_side)
     recall = answer_recall(model, tokenizer, facts, batch_size, padding_side)
-    return FactScores(mcq.acc_t0, mcq.acc_t1, recall.answer_prob, recall.recall_loss)
+    columns = (mcq.per_fact_t0, mcq.per_fact_t1, recall.per_fact_prob, recall.per_fact_loss)
+    return FactTable({name: tuple(map(float, c)) for name, c in zip(FACT_METRICS, columns, strict=True)})
 
 
 def score_files(
