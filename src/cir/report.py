@@ -287,7 +287,8 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
 
     def settings(results: BenchResults) -> dict[str, Any]:
         """The sections every part must share: bench (but its methods and seeds), unlearn and attack."""
-        bench = {k: v for k, v in results.config["bench"].items() if k not in ("methods", "seeds")}
+        # the control is the same attack in every part that ran it: one part's serves all
+        bench = {k: v for k, v in results.config["bench"].items() if k not in ("methods", "seeds", "control")}
         return {"bench": bench, "unlearn": results.config["unlearn"], "attack": results.config["attack"]}
 
     first_name, first = parts[0]

@@ -111,8 +111,13 @@ def control_values(controls: Sequence[ControlRun], metric: str) -> dict[FactKey,
 
 def seed_means(values: dict[FactKey, float]) -> list[float]:
     """The mean over facts of each seed, in seed order."""
+    return list(by_seed(values).values())
+
+
+def by_seed(values: dict[FactKey, float]) -> dict[int, float]:
+    """Seed -> the mean over that seed's facts, in seed order."""
     seeds = sorted({seed for seed, _ in values})
-    return [statistics.fmean(v for (s, _), v in values.items() if s == seed) for seed in seeds]
+    return {seed: statistics.fmean(v for (s, _), v in values.items() if s == seed) for seed in seeds}
 
 
 def fact_drops(
@@ -217,9 +222,7 @@ def aggregate(
     for budget in budgets:
         mine_runs = {name: [r for r in runs if r.method == name and r.budget == budget] for name in methods}
         drops = {name: fact_drops(mine_runs[name], metric, controls) for name in methods}
-        per_seed = {
-            name: {r.seed: drop(r, metric) for r in mine_runs[name]} for name in methods
-        }  # the old per-seed ratio, kept beside the ratio of means
+        per_seed = {name: by_seed(drops[name]["drop"]) for name in methods}  # the per-seed ratio, kept
         baselines = [n for n in methods if METHODS.get(n).role == "baseline" and drops[n][headline]]
         best = max(baselines, key=lambda n: statistics.fmean(drops[n][headline].values()), default=None)
         for name in methods:
