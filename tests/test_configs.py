@@ -31,6 +31,7 @@ def test_the_expected_files_are_found():
         "smollm2_bench_all_facts.yaml",
         "smollm2_bench_few_shot.yaml",
         "smollm2_bench_lora.yaml",
+        "smollm2_bench_protocol.yaml",
         "smollm2_bench_quantize.yaml",
         "smollm2_bench_repselect_kl.yaml",
         "smollm2_bench_rest.yaml",
@@ -48,7 +49,10 @@ def test_shipped_config_builds(path):
         assert set(overrides) <= set(bench.methods) and bench.seeds >= 1 and loop.max_epochs >= 1
         sized = {"few_shot": lambda a: a.shots >= 1, "quantize": lambda a: bool(a.formats)}
         assert sized.get(bench.attack, lambda a: a.epochs >= 1)(attack)
-        if path.stem.startswith("smollm2") and bench.attack == "finetune":
+        if path.stem == "smollm2_bench_protocol":  # the attacker's best: a sweep around that lr, to a plateau
+            assert 3e-5 in bench.attack_lrs and max(bench.attack_lrs) >= 10 * min(bench.attack_lrs)
+            assert attack.patience >= 1 and bench.folds >= 2 and bench.control
+        elif path.stem.startswith("smollm2") and bench.attack == "finetune":
             # the attack of method.md section 9, sized for a pretrained model
             assert (attack.optimizer, attack.lr, attack.epochs, attack.trained) == ("adamw", 3e-5, 6, "mlp")
     else:
