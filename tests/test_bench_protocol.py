@@ -168,3 +168,18 @@ def test_two_runs_with_the_same_seed_write_identical_per_fact_records(inputs, tm
     assert [r.per_fact for r in first.runs] == [r.per_fact for r in second.runs]
     assert [c.per_fact for c in first.controls] == [c.per_fact for c in second.controls]
     assert first.config["runtime"]["threads"] == torch.get_num_threads()
+
+
+def test_two_benches_on_a_demo_model_with_the_same_seed_write_identical_records(tmp_path):
+    from test_demo import TINY
+
+    from cir.demo import build_demo
+
+    paths = build_demo(TINY, cache_dir=tmp_path, progress=False)  # the demo recipe, shrunk
+    inputs = Inputs(model=str(paths.model), device="cpu")
+    raw = raw_config(folds=2, attack_lrs=[1e-4, 1e-3])
+    first = run_bench(inputs, raw, tmp_path / "a", progress=False)
+    second = run_bench(inputs, raw, tmp_path / "b", progress=False)
+    assert first.runs[0].per_fact and first.controls[0].per_fact
+    assert [r.per_fact for r in first.runs] == [r.per_fact for r in second.runs]
+    assert [c.per_fact for c in first.controls] == [c.per_fact for c in second.controls]
