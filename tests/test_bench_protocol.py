@@ -167,7 +167,11 @@ def test_two_runs_with_the_same_seed_write_identical_per_fact_records(inputs, tm
     second = run_bench(inputs, raw_config(folds=2), tmp_path / "b", progress=False)
     assert [r.per_fact for r in first.runs] == [r.per_fact for r in second.runs]
     assert [c.per_fact for c in first.controls] == [c.per_fact for c in second.controls]
-    assert first.config["runtime"]["threads"] == torch.get_num_threads()
+    assert first.config["runtime"] == {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": "cpu",
+    }
 
 
 def test_two_benches_on_a_demo_model_with_the_same_seed_write_identical_records(tmp_path):

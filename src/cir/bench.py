@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cir.config import to_dict
+from cir.evals.metrics import model_device
 from cir.experiment import Experiment
 from cir.inputs import Inputs
 from cir.methods.base import MethodConfig
@@ -94,10 +95,11 @@ def run_bench(
         "attack": to_dict(attack),
         "methods": {n: to_dict(c) for n, budgets, c in jobs if largest in budgets},  # at the largest
         "tuned": {n: {str(b): dict(t) for b, t in chosen.items()} for n, chosen in studies.items()},
-        "runtime": {
+        "runtime": {  # what CPU runs repeat at
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
-        },  # what CPU runs repeat at
+            "device": str(model_device(loaded.model)),
+        },
     }
     rows = aggregate(runs, bench.methods, bench.budgets, bench.metric, controls)
     table = [row.to_json() for row in rows]
