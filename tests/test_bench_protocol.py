@@ -175,9 +175,8 @@ def test_two_runs_with_the_same_seed_write_identical_per_fact_records(inputs, tm
 
 
 def test_two_benches_on_a_demo_model_with_the_same_seed_write_identical_records(tmp_path):
-    from test_demo import TINY
-
     from cir.demo import build_demo
+    from test_demo import TINY
 
     paths = build_demo(TINY, cache_dir=tmp_path, progress=False)  # the demo recipe, shrunk
     inputs = Inputs(model=str(paths.model), device="cpu")
