@@ -186,3 +186,53 @@ def test_two_benches_on_a_demo_model_with_the_same_seed_write_identical_records(
     assert first.runs[0].per_fact and first.controls[0].per_fact
     assert [r.per_fact for r in first.runs] == [r.per_fact for r in second.runs]
     assert [c.per_fact for c in first.controls] == [c.per_fact for c in second.controls]
+
+
+def test_extra_probes_are_scored_at_every_stage_and_the_worst_case_is_their_smallest_drop(inputs, tmp_path):
+    raw = raw_config(probes=["paraphrase"])
+    results = run_bench(inputs, raw, tmp_path / "out", progress=False)
+    (run,) = results.runs
+    for stage in ("before", "unlearned", "attack epoch 1", "post_attack"):
+        for record in records(run, stage):
+            assert {"paraphrase_acc_t1", "answer_prob"} <= set(record.scores), stage
+    (row,) = results.table
+    columns = ["answer_prob", "paraphrase_acc_t1", "paraphrase_max_acc_t1"]
+    assert list(row["probe_drops"]) == columns
+    estimates = {k: v["estimate"] for k, v in row["probe_drops"].items()}
+    assert row["worst_case"] == min(estimates, key=estimates.get)
+    drops = fact_drops(results.runs, "paraphrase_acc_t1", results.controls)["drop_vs_control"]
+    assert estimates["paraphrase_acc_t1"] == pytest.approx(sum(drops.values()) / len(drops))
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "under each probe" in report and "worst case (probe)" in report
+    assert (tmp_path / "out" / "probes_budget10000pct.png").exists()
+
+
+def test_the_worst_case_is_the_cell_where_the_least_stays_forgotten():
+    from cir.records import BenchRun, FactRecord
+    from cir.stats import probe_row
+
+    def record(fact, stage, **scores):
+        return FactRecord(fact, "V", "x", stage, scores)
+
+    per_fact = [
+        record("f1", "before", acc_t1=0.9, paraphrase_acc_t1=0.8, generation_greedy=1.0),
+        record("f2", "before", acc_t1=0.9, paraphrase_acc_t1=0.8, generation_greedy=1.0),
+        record("f1", "post_attack", acc_t1=0.3, paraphrase_acc_t1=0.7, generation_greedy=0.0),
+        record("f2", "post_attack", acc_t1=0.5, paraphrase_acc_t1=0.6, generation_greedy=1.0),
+    ]
+    results = run_stub(per_fact)
+    drops, worst = probe_row([results], ["acc_t1", "paraphrase_acc_t1", "generation_greedy"], (), "drop")
+    assert {k: round(v.estimate, 6) for k, v in drops.items()} == {
+        "acc_t1": 0.5,
+        "paraphrase_acc_t1": 0.15,
+        "generation_greedy": 0.5,
+    }
+    assert worst == "paraphrase_acc_t1"
+    assert isinstance(results, BenchRun)
+
+
+def run_stub(per_fact):
+    from cir.records import BenchRun, FactScores
+
+    blank = FactScores(0.0, 0.0, 0.0, 0.0)
+    return BenchRun("cir", 0, 0.01, 1, blank, blank, blank, 1.0, 1.0, 0.0, [], [], "", {}, per_fact=per_fact)

@@ -20,7 +20,7 @@ from cir.data.facts import load_facts
 from cir.fact_sets import FactSetConfig, FactSetPaths
 from cir.model_io import load_model
 from cir.pretrained import CONVERSION_VERSION, BuiltinModel, file_sha256
-from cir.probes import STAGES
+from cir.stages import STAGES
 from gguf_tiny import write_tiny_llama_gguf
 from test_fact_sets import DOMAIN_NAMES, FILES, THRESHOLD, sliced
 

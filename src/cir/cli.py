@@ -28,7 +28,7 @@ from cir.model_io import load_model
 from cir.outputs import check_output_dir
 from cir.pipeline import run, run_attack, run_unlearn
 from cir.real_demo import fact_sets_markdown, run_real_demo
-from cir.registry import ATTACKS, METHODS
+from cir.registry import ATTACKS, METHODS, PROBES
 from cir.report import (
     attack_text,
     bench_markdown,
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(commands)
     commands.add_parser("methods", help="list the unlearning methods").set_defaults(handler=cmd_methods)
     commands.add_parser("attacks", help="list the attacks").set_defaults(handler=cmd_attacks)
+    commands.add_parser("probes", help="list the probes (ways of scoring V)").set_defaults(handler=cmd_probes)
     return parser
 
 
@@ -432,3 +433,8 @@ def cmd_methods(args: argparse.Namespace) -> None:
 def cmd_attacks(args: argparse.Namespace) -> None:
     """`cir attacks`."""
     print(registry_table(ATTACKS, "attack"))
+
+
+def cmd_probes(args: argparse.Namespace) -> None:
+    """`cir probes`."""
+    print(registry_table(PROBES, "probe"))

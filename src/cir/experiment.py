@@ -21,7 +21,7 @@ from cir.config import config_error, from_dict, load_yaml, merge, parse_override
 from cir.data.facts import SPLITS, Split
 from cir.errors import ConfigError
 from cir.methods.base import MethodConfig
-from cir.registry import ATTACKS, METHODS
+from cir.registry import ATTACKS, METHODS, PROBES
 from cir.unlearn import UnlearnConfig
 
 PRESETS = Path(__file__).parent / "presets"
@@ -106,6 +106,9 @@ class BenchConfig:
     eval_prompts: Literal["held_out", "trained"] = "held_out"
     attack_lrs: list[float] = field(default_factory=list)  # the attack's lr sweep; empty: attack.lr only
     control: bool = True  # also attack the never-unlearned model, the same way (drops measured against it)
+    # extra probes (`cir probes`) scoring V at every stage and attack epoch, beside the MCQ and recall;
+    # the worst case is taken over them and the headline metric
+    probes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """Check ranges.
@@ -126,6 +129,11 @@ class BenchConfig:
                 ("folds", "0 (one split by val_fraction) or >= 2", self.folds == 0 or self.folds >= 2),
                 ("eval_prompts", "held_out or trained", self.eval_prompts in ("held_out", "trained")),
                 ("attack_lrs", "values > 0", all(lr > 0 for lr in self.attack_lrs)),
+                (
+                    "probes",
+                    f"registered probes {PROBES.names()}",
+                    all(p in PROBES.names() for p in self.probes),
+                ),
                 (
                     "metric",
                     "answer_prob, acc_t1 or acc_t0",

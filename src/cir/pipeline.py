@@ -89,7 +89,7 @@ def run(
 
     Configs, fact files and the T/V pair are checked before the model is loaded.
     `probe(stage, model, tokenizer)`, if given, is called before unlearning, after it and after the
-    attack (e.g. a `cir.probes.StageProbe` scoring held-out knowledge).
+    attack (e.g. a `cir.stages.StageProbe` scoring held-out knowledge).
 
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input (checked before the work).

@@ -6,6 +6,7 @@ each budget as a vertical line; right, the V metric against the attack epoch. On
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from cir.budget import budget_label
@@ -27,7 +28,35 @@ def bench_plots(results: BenchResults, folder: Path) -> list[Path]:
             path = folder / f"bench_{name}_budget{100 * budget:g}pct.png"
             _dual_figure(results, name, budget, path)
             paths.append(path)
+    for budget in results.config["bench"]["budgets"]:
+        rows = [r for r in results.table if r["budget"] == budget and r.get("probe_drops")]
+        if rows and len(rows[0]["probe_drops"]) > 1:  # a matrix needs more than the headline column
+            path = folder / f"probes_budget{100 * budget:g}pct.png"
+            _probe_heatmap(rows, budget, path)
+            paths.append(path)
     return paths
+
+
+def _probe_heatmap(rows: list[dict], budget: float, path: Path) -> None:
+    """Methods x probe metrics, each cell the headline drop (vs control when there is one), annotated."""
+    import matplotlib.pyplot as plt
+
+    probes = list(rows[0]["probe_drops"])
+    values = [[r["probe_drops"].get(p, {}).get("estimate", float("nan")) for p in probes] for r in rows]
+    figure, axis = plt.subplots(figsize=(1.6 * len(probes) + 2.5, 0.5 * len(rows) + 1.8))
+    largest = max((abs(v) for row in values for v in row if math.isfinite(v)), default=0.0) or 1.0
+    image = axis.imshow(values, cmap="RdYlGn", vmin=-largest, vmax=largest, aspect="auto")
+    axis.set_xticks(range(len(probes)), probes, rotation=25, ha="right")
+    axis.set_yticks(range(len(rows)), [r["method"] for r in rows])
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            axis.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8)
+    headline = rows[0].get("headline", "drop")
+    axis.set_title(f"V {headline.replace('_', ' ')} per probe, budget {100 * budget:g}% (green: forgotten)")
+    figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
 
 
 def _dual_figure(results: BenchResults, metric: str, budget: float, path: Path) -> None:

@@ -244,9 +244,8 @@ def sweep_attack(
             model.load_state_dict(start)
         config = attack_config_for(attack_cfg, bench, seed, lr)
         name = f"{label} lr {lr:g}" if lr is not None and label else label
-        runs.append(
-            (lr, ATTACKS.build(bench.attack, config).run(model, tokenizer, train, val, progress, name))
-        )
+        attack = ATTACKS.build(bench.attack, config)
+        runs.append((lr, attack.run(model, tokenizer, train, val, progress, name, bench.probes)))
     model.load_state_dict(start)
     sign = -1 if bench.metric in LOWER_IS_BETTER else 1
     lr, chosen = max(runs, key=lambda run: sign * run[1].post_attack.metric(bench.metric))
@@ -323,11 +322,11 @@ def bench_point(
     post-attack point, and the held-out facts (`heldout`, selectivity) before and after unlearning.
     With `progress`, the epochs and each attack show a bar, named by the method and seed.
     """
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model = loaded.model
     ids = fact_ids(loaded) if ids is None else ids
     splits = point_splits(facts, bench, seed)
     model.load_state_dict(original)
-    before = score_facts(model, tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
+    before = score(loaded, facts, bench, loop)
     budgets = list(bench.budgets if budgets is None else budgets)
     config = replace(loop, method=name, seed=seed, budget=max(budgets))
     train, val = (facts, facts) if bench.folds else splits[0]  # what is unlearned; V monitored
@@ -347,7 +346,7 @@ def bench_point(
         epoch = kept_epoch(result, budget)
         if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attacks
             budget_model(result, budget, original)
-            unlearned = score_facts(model, tokenizer, facts, loop.mcq_format, loop.eval_batch_size)
+            unlearned = score(loaded, facts, bench, loop)
             held = heldout.score(loaded) if heldout is not None else None
             label = f"{name} seed {seed} budget {budget:g}"
             swept = [
@@ -416,12 +415,12 @@ def control_point(
     What the attack alone does to V; a method's drop against it is V(original, attacked) minus
     V(unlearned, attacked), per fact. One `ControlRun` per fold (one without folds).
     """
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model = loaded.model
     ids = fact_ids(loaded) if ids is None else ids
     runs = []
     for fold, (train, val) in enumerate(point_splits(facts, bench, seed)):
         model.load_state_dict(original)
-        before = score_facts(model, tokenizer, val, loop.mcq_format, loop.eval_batch_size)
+        before = score(loaded, val, bench, loop)
         label = f"control seed {seed}" + (f" fold {fold}" if bench.folds else "")
         swept = sweep_attack(loaded, bench, attack_cfg, seed, train, val, progress, label)
         records = stage_records(ids, val, "V", "before", before) + attack_records(ids, val, swept)
@@ -441,6 +440,12 @@ def control_point(
         )
     model.load_state_dict(original)
     return runs
+
+
+def score(loaded: Loaded, facts: Sequence[Fact], bench: BenchConfig, loop: UnlearnConfig) -> FactTable:
+    """The loaded model's per-fact scores of `facts`: the loop's MCQ format, recall and the bench's probes."""
+    model, tokenizer = loaded.model, loaded.tokenizer
+    return score_facts(model, tokenizer, facts, loop.mcq_format, loop.eval_batch_size, probes=bench.probes)
 
 
 def unlearn_once(

@@ -21,9 +21,9 @@ from cir.fact_sets import FactSetPaths, fact_sets_for, heldout_facts
 from cir.inputs import Inputs
 from cir.pipeline import run
 from cir.pretrained import BUILTIN_MODELS
-from cir.probes import StageProbe
 from cir.records import RunReport
 from cir.report import run_markdown, table
+from cir.stages import StageProbe
 
 SHOWN_FACTS = 4  # V facts whose cloze prompts are completed greedily at each stage
 DEMO_FACTS = 100  # forget facts unlearned by the demo (T 80, V 20): minutes on 2 CPU cores

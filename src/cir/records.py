@@ -101,19 +101,24 @@ class FactTable:
     be computed from the stored numbers instead of a rerun.
     """
 
-    values: dict[str, tuple[float, ...]]  # metric (FACT_METRICS) -> one value per fact
+    values: dict[str, tuple[float, ...]]  # metric (FACT_METRICS, then extra probes') -> one value per fact
 
     def __post_init__(self) -> None:
         lengths = {len(column) for column in self.values.values()}
-        if set(self.values) != set(FACT_METRICS) or len(lengths) != 1 or 0 in lengths:
+        if not set(FACT_METRICS) <= set(self.values) or len(lengths) != 1 or 0 in lengths:
             raise ValueError(f"a FactTable needs every metric of {FACT_METRICS} for the same facts")
 
     def __len__(self) -> int:
         return len(self.values[FACT_METRICS[0]])
 
     def means(self) -> FactScores:
-        """The mean of each metric over the facts: the set's `FactScores`."""
-        return FactScores(**{name: math.fsum(column) / len(column) for name, column in self.values.items()})
+        """The mean of each `FactScores` metric over the facts."""
+        return FactScores(**{name: self.mean(name) for name in FACT_METRICS})
+
+    def mean(self, name: str) -> float:
+        """The mean of one column (a `FactScores` metric or an extra probe's) over the facts."""
+        column = self.values[name]
+        return math.fsum(column) / len(column)
 
     def row(self, index: int) -> dict[str, float]:
         """Fact `index`'s value of every metric."""
@@ -130,7 +135,7 @@ class FactTable:
     @classmethod
     def from_json(cls, data: Mapping[str, Sequence[float]]) -> FactTable:
         """Read `to_json`'s form back."""
-        return cls({name: tuple(float(v) for v in data[name]) for name in FACT_METRICS})
+        return cls({name: tuple(float(v) for v in column) for name, column in data.items()})
 
 
 @dataclass(frozen=True)

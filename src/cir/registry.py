@@ -106,3 +106,4 @@ class Registry:
 
 METHODS = Registry("method")
 ATTACKS = Registry("attack")
+PROBES = Registry("probe")

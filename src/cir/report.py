@@ -82,6 +82,14 @@ def _interval_cell(row: Mapping[str, Any], key: str, digits: int = 3) -> str:
     return Interval.from_json(data).format(digits) if data is not None else ""
 
 
+def _worst_cell(row: Mapping[str, Any]) -> str:
+    """The row's worst-case drop and the probe it is under."""
+    worst = row.get("worst_case")
+    if worst is None:
+        return ""
+    return f"{Interval.from_json(row['probe_drops'][worst]).format()} ({worst})"
+
+
 def bench_markdown(results: BenchResults) -> str:
     """The bench's Markdown report: one table per budget, then the definitions."""
     bench = results.config["bench"]
@@ -117,6 +125,7 @@ def bench_markdown(results: BenchResults) -> str:
                     if "intervals" in r
                     else {"ratio vs best baseline": _ratio_cell(r) if r["method"] == "cir" else ""}
                 ),
+                **({"worst case (probe)": _worst_cell(r)} if len(r.get("probe_drops", {})) > 1 else {}),
                 "general loss Δ%": _pm(r, "general_loss_change", 2),
                 "held-out Δ": _pm(r, "heldout_change"),  # n/a without held-out facts
                 "epochs": _pm(r, "epochs", 1),
@@ -127,6 +136,16 @@ def bench_markdown(results: BenchResults) -> str:
         lines.append(table(cells, list(cells[0]), markdown=True))
         best = rows[0]["best_baseline"] if rows else None
         lines.append(f"\nBest baseline at this budget (largest mean drop): {best}.")
+        matrix = [r for r in rows if len(r.get("probe_drops", {})) > 1]
+        if matrix:
+            headline = matrix[0].get("headline", "drop").replace("_", " ")
+            lines += ["", f"V {headline} under each probe, post-attack [95% CI over facts]", ""]
+            cells_by_probe = [
+                {"method": r["method"]}
+                | {p: Interval.from_json(i).format() for p, i in r["probe_drops"].items()}
+                for r in matrix
+            ]
+            lines.append(table(cells_by_probe, list(cells_by_probe[0]), markdown=True))
         lines += ["", "Every V metric, mean over seeds: before / unlearned / post-attack", ""]
         others = [
             {"method": r["method"]}
@@ -231,6 +250,8 @@ def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
         "vs_best": "the headline drop (vs control when there is one) minus the best baseline's, paired by "
         "fact; a difference is called only when its interval excludes 0",
         "ratio_of_means": "mean headline drop / the best baseline's mean headline drop over the same facts",
+        "worst_case": "the probe metric (the headline one or an extra probe's) under which the headline drop "
+        "is smallest: the attacker's best way of asking (each probe at the attack's best epoch for it)",
         "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
         "acc_t1": "mean renormalised probability of the right choice",
         "acc_t0": "argmax accuracy",

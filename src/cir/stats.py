@@ -26,7 +26,7 @@ from cir.intervals import (
     paired_difference_interval,
     ratio_of_means_interval,
 )
-from cir.records import LOWER_IS_BETTER, BenchRun, ControlRun
+from cir.records import FACT_METRICS, LOWER_IS_BETTER, BenchRun, ControlRun
 from cir.registry import METHODS
 
 V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
@@ -64,6 +64,10 @@ class TableRow:
     # over facts: "drop", "drop_vs_control", "vs_best" (headline drop minus the best baseline's, paired),
     # "ratio_of_means" (mean headline drop / the best baseline's)
     intervals: dict[str, Interval] = field(default_factory=dict)
+    # the headline drop under each probe metric (the bench metric and every extra probe's column), and
+    # the worst case: the metric where the least stays forgotten (the attacker's best probe)
+    probe_drops: dict[str, Interval] = field(default_factory=dict)
+    worst_case: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """`{"budget", "method", "seeds", <key>, <key>_std ..., "best_baseline", "ratio_seeds",
@@ -77,6 +81,8 @@ class TableRow:
         data["ratio"], data["ratio_std"] = self.ratio.mean, self.ratio.std
         data["headline"] = self.headline
         data["intervals"] = {key: interval.to_json() for key, interval in self.intervals.items()}
+        data["probe_drops"] = {key: interval.to_json() for key, interval in self.probe_drops.items()}
+        data["worst_case"] = self.worst_case
         return data
 
 
@@ -205,6 +211,29 @@ def row_intervals(
     return intervals
 
 
+def probe_metrics(runs: Sequence[BenchRun], metric: str) -> list[str]:
+    """The bench metric, then every extra probe column of the runs' post-attack records, in record order."""
+    found = dict.fromkeys([metric])
+    for run in runs:
+        for record in run.per_fact:
+            if record.stage == "post_attack":
+                found |= dict.fromkeys(k for k in record.scores if k not in FACT_METRICS)
+    return list(found)
+
+
+def probe_row(
+    runs: Sequence[BenchRun], metrics: Sequence[str], controls: Sequence[ControlRun], headline: str
+) -> tuple[dict[str, Interval], str | None]:
+    """The headline drop's interval under each probe metric, and the metric where it is smallest."""
+    drops = {}
+    for name in metrics:
+        values = fact_drops(runs, name, controls).get(headline, {})
+        if values:
+            drops[name] = mean_interval(list(by_fact(values).values()))
+    worst = min(drops, key=lambda name: drops[name].estimate, default=None)
+    return drops, worst
+
+
 def aggregate(
     runs: Sequence[BenchRun],
     methods: Sequence[str],
@@ -230,6 +259,7 @@ def aggregate(
             ratios = per_seed_ratios(per_seed[name], per_seed[best] if best else {})
             others = drops[best] if best is not None and best != name else None
             intervals = row_intervals(drops[name], others, headline) if mine else {}
+            probed, worst = probe_row(mine, probe_metrics(mine, metric), controls, headline)
             rows.append(
                 TableRow(
                     budget,
@@ -241,6 +271,8 @@ def aggregate(
                     len(ratios),
                     headline,
                     intervals,
+                    probed,
+                    worst,
                 )
             )
     return rows

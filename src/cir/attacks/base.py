@@ -65,10 +65,13 @@ class Attack(Protocol):
         eval_facts: list[Fact],
         progress: bool = True,
         label: str | None = None,
+        probes: Sequence[str] = (),
     ) -> AttackResult:
         """Attack `model` in place using `train_facts` (T), measuring `eval_facts` (V) throughout.
 
-        The caller saves the unlearned model first if it needs it afterwards. With `progress`, a bar
+        V is scored by `cir.evals.scores.score_facts` with the extra `probes` (`cir.registry.PROBES`),
+        so their per-fact columns are in every epoch's `per_fact`. The caller saves the unlearned model
+        first if it needs it afterwards. With `progress`, a bar
         over the attack's epochs is shown (cleared at the end when nested under a caller's bar),
         its description prefixed by `label` (the bench passes e.g. "cir seed 1 budget 0.01").
 
@@ -134,22 +137,26 @@ def post_attack_per_fact(
 
     The attacker picks one epoch for the whole eval set (its best mean), so a fact's post-attack value is
     its own (smoothed) value at that epoch; the mean over facts is then `post_attack_scores` exactly.
-    The table is None when an epoch of the history has no per-fact scores.
+    Every column of the per-fact tables is covered, extra probes' included (each at its own best
+    epoch). The table is None when an epoch of the history has no per-fact scores; the epochs are
+    then those of `FactScores`' metrics.
 
     Raises:
         ConfigError: as `post_attack`.
     """
-    epochs = {
-        name: best_epoch([e.facts.metric(name) for e in history], window, name not in LOWER_IS_BETTER)
-        for name in FACT_METRICS
-    }
     tables = [e.per_fact for e in history]
     if any(t is None for t in tables):
-        return epochs, None
-    values = {}
-    for name, epoch in epochs.items():
+        return {
+            name: best_epoch([e.facts.metric(name) for e in history], window, name not in LOWER_IS_BETTER)
+            for name in FACT_METRICS
+        }, None
+    present = [t for t in tables if t is not None]
+    epochs, values = {}, {}
+    for name in present[0].values:
+        epoch = best_epoch([t.mean(name) for t in present], window, name not in LOWER_IS_BETTER)
         start = max(0, epoch - window + 1)
-        columns = [t.values[name] for t in tables[start : epoch + 1] if t is not None]
+        columns = [t.values[name] for t in present[start : epoch + 1]]
+        epochs[name] = epoch
         values[name] = tuple(sum(column) / len(columns) for column in zip(*columns, strict=True))
     return epochs, FactTable(values)
 

@@ -84,6 +84,7 @@ class FewShot:
         eval_facts: list[Fact],
         progress: bool = True,
         label: str | None = None,
+        probes: Sequence[str] = (),
     ) -> AttackResult:
         """Score V 0-shot (epoch 0), then k-shot (epoch 1); the model is only read.
 
@@ -98,7 +99,9 @@ class FewShot:
         history = []
         with Stopwatch() as watch:
             for epoch, facts in enumerate((eval_facts, prompted)):
-                scores = score_facts(model, tokenizer, facts, config.mcq_format, config.eval_batch_size)
+                scores = score_facts(
+                    model, tokenizer, facts, config.mcq_format, config.eval_batch_size, probes=probes
+                )
                 history.append(AttackEpoch.of(epoch, scores, None, watch.seconds))
         details = {"shots": config.shots, "example_question": prompted[0].question}
         definition = FEW_SHOT_DEFINITION.format(shots=config.shots)

@@ -97,6 +97,7 @@ class Finetune:
         eval_facts: list[Fact],
         progress: bool = True,
         label: str | None = None,
+        probes: Sequence[str] = (),
     ) -> AttackResult:
         """Fine-tune `model` in place on T's sentences; history[e] holds V's metrics after epoch e.
 
@@ -118,7 +119,7 @@ class Finetune:
             freeze_all_but(model, list(claimed.values()))
             texts = self.train_texts(train_facts)
             history, stop_reason = train_epochs(
-                model, tokenizer, list(claimed.values()), texts, eval_facts, plan, progress, desc
+                model, tokenizer, list(claimed.values()), texts, eval_facts, plan, progress, desc, probes
             )
         changes = verify_changes(
             list(claimed), changed_parameters(dict(model.named_parameters()), snapshot), self.name

@@ -95,6 +95,7 @@ class Lora:
         eval_facts: list[Fact],
         progress: bool = True,
         label: str | None = None,
+        probes: Sequence[str] = (),
     ) -> AttackResult:
         """Relearn T through an adapter; history[e] holds V's metrics after epoch e (0 = before).
 
@@ -119,7 +120,7 @@ class Lora:
             start = cpu_snapshot(adapter)
             texts = fact_sentences(train_facts, plan.sentences_per_fact)
             history, stop_reason = train_epochs(
-                model, tokenizer, list(adapter.values()), texts, eval_facts, plan, progress, desc
+                model, tokenizer, list(adapter.values()), texts, eval_facts, plan, progress, desc, probes
             )
             moved = changed_parameters(adapter, start)
         moved += changed_parameters(dict(model.named_parameters()), base)  # the base: should stay empty

@@ -90,6 +90,7 @@ class Quantize:
         eval_facts: list[Fact],
         progress: bool = True,
         label: str | None = None,
+        probes: Sequence[str] = (),
     ) -> AttackResult:
         """Score V as unlearned (epoch 0), then after each format's round trip (epochs 1..F).
 
@@ -106,11 +107,13 @@ class Quantize:
         originals = EpochSnapshots(weights)
         history, skipped = [], {}
         with Stopwatch() as watch:
-            history.append(AttackEpoch.of(0, self._score(model, tokenizer, eval_facts), None, watch.seconds))
+            history.append(
+                AttackEpoch.of(0, self._score(model, tokenizer, eval_facts, probes), None, watch.seconds)
+            )
             try:
                 for epoch, name in enumerate(config.formats, start=1):
                     skipped[name] = round_trip(model, name).skipped
-                    scores = self._score(model, tokenizer, eval_facts)
+                    scores = self._score(model, tokenizer, eval_facts, probes)
                     history.append(AttackEpoch.of(epoch, scores, None, watch.seconds))
                     originals.restore(0)
             finally:
@@ -122,6 +125,11 @@ class Quantize:
         )
 
     def _score(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        facts: list[Fact],
+        probes: Sequence[str],
     ) -> FactTable:
-        return score_facts(model, tokenizer, facts, self.config.mcq_format, self.config.eval_batch_size)
+        config = self.config
+        return score_facts(model, tokenizer, facts, config.mcq_format, config.eval_batch_size, probes=probes)

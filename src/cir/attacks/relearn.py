@@ -149,6 +149,7 @@ def train_epochs(
     plan: TrainPlan,
     progress: bool,
     desc: str,
+    probes: Sequence[str] = (),
 ) -> tuple[list[AttackEpoch], str]:
     """Train `parameters` on `train_texts` (T's sentences) for `plan.epochs`, scoring V before and after each.
 
@@ -168,7 +169,9 @@ def train_epochs(
     optimizer = make_optimizer(parameters, plan)
 
     def entry(epoch: int, loss: float, seconds: float) -> AttackEpoch:
-        table = score_facts(model, tokenizer, eval_facts, plan.mcq_format, plan.eval_batch_size)
+        table = score_facts(
+            model, tokenizer, eval_facts, plan.mcq_format, plan.eval_batch_size, probes=probes
+        )
         return AttackEpoch.of(epoch, table, loss, seconds)
 
     with torch.no_grad():

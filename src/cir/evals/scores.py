@@ -11,12 +11,13 @@ from typing import Literal, get_args
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+import cir.probes  # noqa: F401  (registers the probes)
 from cir.data.batches import make_batches
 from cir.data.facts import Fact
 from cir.errors import ConfigError
-from cir.evals.mcq import MCQ_SCORERS
-from cir.evals.metrics import PaddingSide, answer_recall, general_loss, model_device
-from cir.records import FACT_METRICS, FactScores, FactTable
+from cir.evals.metrics import PaddingSide, general_loss, model_device
+from cir.records import FactScores, FactTable
+from cir.registry import PROBES
 
 McqFormat = Literal[
     "choice", "letter"
@@ -61,17 +62,25 @@ def score_facts(
     mcq_format: McqFormat = "choice",
     batch_size: int = 16,
     padding_side: PaddingSide = "right",
+    probes: Sequence[str] = (),
 ) -> FactTable:
     """Every fact metric of each fact: acc_t0 (0 or 1), acc_t1, answer_prob and recall_loss, in fact order.
 
+    Then the columns of each extra probe of `probes` (`cir.registry.PROBES`, default settings), e.g.
+    "paraphrase" adds paraphrase_acc_t1 and paraphrase_max_acc_t1.
+
     Raises:
-        ConfigError, DataError, ModelError: as `evaluate_facts`.
+        ConfigError: as `evaluate_facts`, or for an unknown probe.
+        DataError, ModelError: as `evaluate_facts`, or from a probe.
     """
     check_mcq_format(mcq_format)
-    mcq = MCQ_SCORERS[mcq_format](model, tokenizer, facts, batch_size, padding_side)
-    recall = answer_recall(model, tokenizer, facts, batch_size, padding_side)
-    columns = (mcq.per_fact_t0, mcq.per_fact_t1, recall.per_fact_prob, recall.per_fact_loss)
-    return FactTable({name: tuple(map(float, c)) for name, c in zip(FACT_METRICS, columns, strict=True)})
+    values: dict[str, tuple[float, ...]] = {}
+    for name in (mcq_format, "recall", *probes):  # the MCQ format's probe and recall: FactScores' four
+        entry = PROBES.get(name)
+        probe = PROBES.build(name, entry.config_class())
+        scored = probe.score(model, tokenizer, facts, batch_size, padding_side)
+        values |= {metric: tuple(map(float, column)) for metric, column in scored.items()}
+    return FactTable(values)
 
 
 def score_files(

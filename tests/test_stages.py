@@ -14,7 +14,7 @@ from cir.evals.scores import evaluate_facts
 from cir.experiment import raw_config
 from cir.inputs import Inputs
 from cir.pipeline import run
-from cir.probes import STAGES, StageProbe, greedy_completions
+from cir.stages import STAGES, StageProbe, greedy_completions
 
 PROMPTS = ["The city of", "Which animal carries Velorix?\nAnswer:", "A quiet dog"]  # the first: 'gh'
 
