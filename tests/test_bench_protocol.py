@@ -189,14 +189,15 @@ def test_two_benches_on_a_demo_model_with_the_same_seed_write_identical_records(
 
 
 def test_extra_probes_are_scored_at_every_stage_and_the_worst_case_is_their_smallest_drop(inputs, tmp_path):
-    raw = raw_config(probes=["paraphrase"])
+    raw = raw_config(probes=["paraphrase", "generation"])
     results = run_bench(inputs, raw, tmp_path / "out", progress=False)
     (run,) = results.runs
     for stage in ("before", "unlearned", "attack epoch 1", "post_attack"):
         for record in records(run, stage):
-            assert {"paraphrase_acc_t1", "answer_prob"} <= set(record.scores), stage
+            assert {"paraphrase_acc_t1", "generation_greedy", "answer_prob"} <= set(record.scores), stage
     (row,) = results.table
     columns = ["answer_prob", "paraphrase_acc_t1", "paraphrase_max_acc_t1"]
+    columns += ["generation_greedy", "generation_sampled"]
     assert list(row["probe_drops"]) == columns
     estimates = {k: v["estimate"] for k, v in row["probe_drops"].items()}
     assert row["worst_case"] == min(estimates, key=estimates.get)
