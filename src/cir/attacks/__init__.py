@@ -1,3 +1,10 @@
 """Relearning attacks. Importing this package registers each one in `cir.registry.ATTACKS`."""
 
-from cir.attacks import few_shot, finetune, lora, other_data, quantize  # noqa: F401  (imported to register)
+from cir.attacks import (  # noqa: F401  (imported to register)
+    benign_relearn,
+    few_shot,
+    finetune,
+    lora,
+    other_data,
+    quantize,
+)

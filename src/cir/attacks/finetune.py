@@ -77,8 +77,8 @@ class Finetune:
     def __init__(self, config: Config) -> None:
         self.config = config
 
-    def train_texts(self, train_facts: Sequence[Fact]) -> list[str]:
-        """What the attack trains on: T's sentences (the first `sentences_per_fact` of each)."""
+    def train_texts(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact] = ()) -> list[str]:
+        """What the attack trains on: T's sentences (the first `sentences_per_fact` of each); V is unused."""
         return fact_sentences(train_facts, self.config.sentences_per_fact)
 
     def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
@@ -117,7 +117,7 @@ class Finetune:
         desc = f"{label} {self.name}" if label else self.name
         with Stopwatch() as watch, preserved_state(model):
             freeze_all_but(model, list(claimed.values()))
-            texts = self.train_texts(train_facts)
+            texts = self.train_texts(train_facts, eval_facts)
             history, stop_reason = train_epochs(
                 model, tokenizer, list(claimed.values()), texts, eval_facts, plan, progress, desc, probes
             )

@@ -46,12 +46,12 @@ class OtherData(Finetune):
             DataError: for a bad file (named), a V sentence in it, or T/V as `finetune` refuses them.
         """
         check_attack_facts(train_facts, eval_facts)
-        texts = self.train_texts(train_facts)
+        texts = self.train_texts(train_facts, eval_facts)
         stated = {s.strip() for fact in eval_facts for s in fact.sentences} & {t.strip() for t in texts}
         if stated:
             raise DataError(f"{self.config.texts}: states an eval (V) fact verbatim: {sorted(stated)[0]!r}")
 
-    def train_texts(self, train_facts: Sequence[Fact]) -> list[str]:
+    def train_texts(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact] = ()) -> list[str]:
         """The texts of `attack.texts` (T is not used).
 
         Raises:
