@@ -203,11 +203,14 @@ def test_every_method_through_the_bench_with_each_attack(tmp_path, attack):
     files = tiny.write_workspace(tmp_path)
     out = files.root / "out"
     trains = attack not in ("few_shot", "quantize")  # the others have no epochs to shorten
+    pool = files.root / "pool.txt"  # related text for benign_relearn: each answer, no fact stated
+    pool.write_text("".join(f"Here is {fact.answer_text} again.\n" for fact in tiny.FACTS))
     fast = [a for a in tiny.FAST_BENCH_ARGS if trains or not a.startswith("attack.")]
     setting = {
         "few_shot": "attack.shots=1",
         "quantize": "attack.formats=[Q8_0]",
         "other_data": f"attack.texts={files.general}",
+        "benign_relearn": f"attack.texts={pool}",
     }.get(attack, "attack.window=1")
     status = main(
         [
