@@ -34,11 +34,13 @@ from cir.report import (
     bench_markdown,
     demo_build_text,
     eval_table,
+    load_bench_results,
     registry_table,
     run_markdown,
     tuned_note,
     unlearn_text,
 )
+from cir.robustness import robustness_markdown, write_robustness
 from cir.runtime import DEFAULT_THREADS, set_threads
 from cir.tune import best_text, load_tuned, tune, tune_all
 
@@ -88,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("methods", help="list the unlearning methods").set_defaults(handler=cmd_methods)
     commands.add_parser("attacks", help="list the attacks").set_defaults(handler=cmd_attacks)
     commands.add_parser("probes", help="list the probes (ways of scoring V)").set_defaults(handler=cmd_probes)
+    robust = commands.add_parser(
+        "robustness",
+        help="methods x (attack, probe) from several benches (one per attack), with the worst case",
+    )
+    robust.add_argument("results", nargs="+", type=Path, help="bench output folders (their results.json)")
+    robust.add_argument("--out", type=Path, required=True, help="output folder")
+    robust.add_argument("--force", action="store_true", help="replace an existing --out")
+    robust.set_defaults(handler=cmd_robustness)
     return parser
 
 
@@ -433,6 +443,14 @@ def cmd_methods(args: argparse.Namespace) -> None:
 def cmd_attacks(args: argparse.Namespace) -> None:
     """`cir attacks`."""
     print(registry_table(ATTACKS, "attack"))
+
+
+def cmd_robustness(args: argparse.Namespace) -> None:
+    """`cir robustness`: read every bench first, then write the matrix."""
+    parts = [(str(folder), load_bench_results(folder / "results.json")) for folder in args.results]
+    check_output_dir(args.out, args.force)
+    print(robustness_markdown(write_robustness(parts, args.out, args.force)))
+    print(f"output: {args.out}")
 
 
 def cmd_probes(args: argparse.Namespace) -> None:

@@ -39,20 +39,37 @@ def bench_plots(results: BenchResults, folder: Path) -> list[Path]:
 
 def _probe_heatmap(rows: list[dict], budget: float, path: Path) -> None:
     """Methods x probe metrics, each cell the headline drop (vs control when there is one), annotated."""
-    import matplotlib.pyplot as plt
-
     probes = list(rows[0]["probe_drops"])
     values = [[r["probe_drops"].get(p, {}).get("estimate", float("nan")) for p in probes] for r in rows]
-    figure, axis = plt.subplots(figsize=(1.6 * len(probes) + 2.5, 0.5 * len(rows) + 1.8))
+    headline = rows[0].get("headline", "drop")
+    title = f"V {headline.replace('_', ' ')} per probe, budget {100 * budget:g}% (green: forgotten)"
+    _heatmap(values, [r["method"] for r in rows], probes, title, path)
+
+
+def robustness_heatmap(matrix: dict, path: Path) -> None:
+    """The robustness matrix (`cir.robustness.Robustness.to_json()`): methods x attack/probe columns."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    columns = matrix["columns"]
+    methods = list(matrix["cells"])
+    values = [[matrix["cells"][m].get(c, {}).get("estimate", float("nan")) for c in columns] for m in methods]
+    title = f"V {matrix['headline'].replace('_', ' ')}, budget {100 * matrix['budget']:g}% (green: forgotten)"
+    _heatmap(values, methods, columns, title, path)
+
+
+def _heatmap(values: list[list[float]], rows: list[str], columns: list[str], title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(1.6 * len(columns) + 2.5, 0.5 * len(rows) + 1.8))
     largest = max((abs(v) for row in values for v in row if math.isfinite(v)), default=0.0) or 1.0
     image = axis.imshow(values, cmap="RdYlGn", vmin=-largest, vmax=largest, aspect="auto")
-    axis.set_xticks(range(len(probes)), probes, rotation=25, ha="right")
-    axis.set_yticks(range(len(rows)), [r["method"] for r in rows])
+    axis.set_xticks(range(len(columns)), columns, rotation=25, ha="right")
+    axis.set_yticks(range(len(rows)), rows)
     for i, row in enumerate(values):
         for j, value in enumerate(row):
             axis.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8)
-    headline = rows[0].get("headline", "drop")
-    axis.set_title(f"V {headline.replace('_', ' ')} per probe, budget {100 * budget:g}% (green: forgotten)")
+    axis.set_title(title)
     figure.colorbar(image, ax=axis)
     figure.tight_layout()
     figure.savefig(path, dpi=90)

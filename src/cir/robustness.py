@@ -1,0 +1,167 @@
+"""The robustness report: methods x (attack, probe), the worst case, and what each attack does alone.
+
+One bench runs one attack; users run one per attack (finetune, lora, benign_relearn, quantize, ...)
+on the same facts, seeds and methods, and this module puts them side by side, computed from their
+per-fact records only (`cir.stats`):
+- each cell is a method's headline drop (against the bench's control when it has one) under one
+  attack and one probe metric, with its 95% bootstrap interval over facts;
+- the worst case of a method is its smallest cell: the attacker's best attack x probe pair, named;
+- the control row of each (attack, probe): V on the never-unlearned model after the attack minus
+  before it, i.e. how much the attack teaches V by itself (a positive control means part of any
+  method's post-attack V is the attack's own teaching, which the control-corrected drop removes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cir.errors import DataError
+from cir.intervals import Interval, by_unit_means, mean_interval
+from cir.outputs import atomic_output_dir, write_json_atomic
+from cir.records import BenchResults, ControlRun
+from cir.report import table
+from cir.stats import probe_metrics, probe_row
+
+
+@dataclass
+class Robustness:
+    """The matrix of one budget: cells[method][(attack, probe)], each method's worst case, the controls."""
+
+    budget: float
+    headline: str  # "drop_vs_control" when every part has a control, else "drop"
+    columns: list[tuple[str, str]]  # (attack, probe metric), in the parts' order
+    cells: dict[str, dict[tuple[str, str], Interval]] = field(default_factory=dict)
+    worst: dict[str, tuple[str, str]] = field(default_factory=dict)  # method -> its worst column
+    controls: dict[tuple[str, str], Interval] = field(default_factory=dict)  # what the attack alone teaches
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"budget", "headline", "columns", "cells", "worst", "controls"}`, columns as "attack/probe"."""
+
+        def key(column: tuple[str, str]) -> str:
+            return "/".join(column)
+
+        return {
+            "budget": self.budget,
+            "headline": self.headline,
+            "columns": [key(c) for c in self.columns],
+            "cells": {m: {key(c): i.to_json() for c, i in row.items()} for m, row in self.cells.items()},
+            "worst": {m: key(c) for m, c in self.worst.items()},
+            "controls": {key(c): i.to_json() for c, i in self.controls.items()},
+        }
+
+
+def attack_name(results: BenchResults, folder: str) -> str:
+    """The attack a part ran, with its folder's name where two parts ran the same attack."""
+    return f"{results.config['bench']['attack']} ({folder})"
+
+
+def control_effect(controls: Sequence[ControlRun], metric: str) -> Interval | None:
+    """The attack's effect on the never-unlearned model: V post-attack minus before, per fact."""
+    before = {(c.seed, r.fact): r.scores[metric] for c in controls for r in c.per_fact if r.stage == "before"}
+    after = {
+        (c.seed, r.fact): r.scores[metric] for c in controls for r in c.per_fact if r.stage == "post_attack"
+    }
+    rises = by_unit_means(
+        (fact, after[(seed, fact)] - v) for (seed, fact), v in before.items() if (seed, fact) in after
+    )
+    return mean_interval(list(rises.values())) if rises else None
+
+
+def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
+    """One matrix per budget the parts share, over the methods they share.
+
+    Raises:
+        DataError: if the parts differ in facts, seeds or metric, share no method or budget, or a part
+            has no per-fact records (results written before them cannot be put in the matrix).
+    """
+    if not parts:
+        raise DataError("robustness: give at least one bench results folder")
+    first_name, first = parts[0]
+    bench = first.config["bench"]
+    for name, part in parts:
+        other = part.config["bench"]
+        for key in ("metric", "seeds", "folds", "split"):
+            if other.get(key) != bench.get(key):
+                raise DataError(
+                    f"{name}: bench.{key} is {other.get(key)!r}, {first_name} has {bench.get(key)!r}"
+                )
+        if part.facts != first.facts:
+            raise DataError(f"{name}: {part.facts} facts, {first_name} has {first.facts}")
+        if not all(run.per_fact for run in part.runs):
+            raise DataError(f"{name}: runs without per-fact records; rerun the bench with this version")
+    methods = [m for m in bench["methods"] if all(m in p.config["bench"]["methods"] for _, p in parts)]
+    budgets = [b for b in bench["budgets"] if all(b in p.config["bench"]["budgets"] for _, p in parts)]
+    if not methods or not budgets:
+        raise DataError("robustness: the parts share no method or no budget")
+    names = [p.config["bench"]["attack"] for _, p in parts]
+    headline = "drop_vs_control" if all(p.controls for _, p in parts) else "drop"
+    matrices = []
+    for budget in budgets:
+        matrix = Robustness(budget, headline, [])
+        for (folder, part), attack in zip(parts, names, strict=True):
+            label = attack if names.count(attack) == 1 else attack_name(part, folder)
+            runs = [r for r in part.runs if r.budget == budget]
+            metrics = probe_metrics(runs, bench["metric"])
+            matrix.columns += [(label, m) for m in metrics]
+            controls = part.controls if headline == "drop_vs_control" else ()
+            for method in methods:
+                mine = [r for r in runs if r.method == method]
+                drops, _ = probe_row(mine, metrics, controls, headline)
+                matrix.cells.setdefault(method, {}).update({(label, m): i for m, i in drops.items()})
+            for m in metrics:
+                effect = control_effect(part.controls, m)
+                if effect is not None:
+                    matrix.controls[(label, m)] = effect
+        for method, row in matrix.cells.items():
+            matrix.worst[method] = min(row, key=lambda column: row[column].estimate)
+        matrices.append(matrix)
+    return matrices
+
+
+def robustness_markdown(matrices: Sequence[Robustness]) -> str:
+    """One table per budget: methods x (attack / probe), the worst case, then the controls' row."""
+    lines = ["# Robustness: the headline drop under every attack and probe", ""]
+    lines.append(
+        "Each cell: a method's drop (against the attack on the never-unlearned model where the benches "
+        "ran that control), mean over facts [95% bootstrap interval]. Worst case: the method's smallest "
+        "cell, the attacker's best attack x probe pair. Control: what the attack alone does to V on the "
+        "never-unlearned model (after minus before)."
+    )
+    for matrix in matrices:
+        names = ["/".join(c) for c in matrix.columns]
+        rows = [
+            {"method": method}
+            | {n: row[c].format() if c in row else "" for n, c in zip(names, matrix.columns, strict=True)}
+            | {"worst case": f"{row[matrix.worst[method]].format()} ({'/'.join(matrix.worst[method])})"}
+            for method, row in matrix.cells.items()
+        ]
+        control = {"method": "control: attack alone"} | {
+            n: matrix.controls[c].format() if c in matrix.controls else ""
+            for n, c in zip(names, matrix.columns, strict=True)
+        }
+        lines += ["", f"## Budget {100 * matrix.budget:g}% ({matrix.headline.replace('_', ' ')})", ""]
+        lines.append(table([*rows, control], ["method", *names, "worst case"], markdown=True))
+    return "\n".join(lines) + "\n"
+
+
+def write_robustness(
+    parts: Sequence[tuple[str, BenchResults]], out: Path, force: bool = False
+) -> list[Robustness]:
+    """Write robustness.json, robustness.md and a heat-map per budget into `out`, atomically.
+
+    Raises:
+        DataError: as `robustness`.
+        OutputExistsError: if `out` exists and not `force`.
+    """
+    from cir.plots import robustness_heatmap
+
+    matrices = robustness(parts)
+    with atomic_output_dir(out, force) as staging:
+        write_json_atomic(staging / "robustness.json", {"matrices": [m.to_json() for m in matrices]})
+        (staging / "robustness.md").write_text(robustness_markdown(matrices), encoding="utf-8")
+        for matrix in matrices:
+            robustness_heatmap(matrix.to_json(), staging / f"robustness_budget{100 * matrix.budget:g}pct.png")
+    return matrices

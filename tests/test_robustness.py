@@ -1,0 +1,51 @@
+"""The robustness report: methods x (attack, probe) from one bench per attack, the worst case, controls."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from cir.bench import run_bench
+from cir.cli import main
+from cir.errors import DataError
+from cir.report import load_bench_results
+from cir.robustness import robustness
+from test_bench_protocol import inputs, raw_config  # noqa: F401  (the tiny city workspace fixture)
+
+
+@pytest.fixture
+def two_benches(inputs, tmp_path):  # noqa: F811
+    finetune = raw_config(probes=["paraphrase"])
+    finetune["bench"]["methods"] = ["grad_diff", "npo"]
+    quantize = raw_config(probes=["paraphrase"], attack="quantize")
+    quantize["bench"]["methods"] = ["grad_diff", "npo"]
+    quantize["attack"] = {"formats": ["Q8_0", "Q4_0"]}
+    run_bench(inputs, finetune, tmp_path / "finetune", progress=False)
+    run_bench(inputs, quantize, tmp_path / "quantize", progress=False)
+    return tmp_path / "finetune", tmp_path / "quantize"
+
+
+def test_the_matrix_has_every_attack_and_probe_and_the_worst_case_is_the_smallest_cell(two_benches, tmp_path):
+    out = tmp_path / "report"
+    assert main(["robustness", *map(str, two_benches), "--out", str(out)]) == 0
+    data = json.loads((out / "robustness.json").read_text())
+    (matrix,) = data["matrices"]
+    probes = ["answer_prob", "paraphrase_acc_t1", "paraphrase_max_acc_t1"]
+    assert matrix["columns"] == [f"{a}/{p}" for a in ("finetune", "quantize") for p in probes]
+    assert matrix["headline"] == "drop_vs_control"
+    for method in ("grad_diff", "npo"):
+        cells = {c: v["estimate"] for c, v in matrix["cells"][method].items()}
+        assert set(cells) == set(matrix["columns"])
+        assert matrix["worst"][method] == min(cells, key=cells.get)
+    assert set(matrix["controls"]) == set(matrix["columns"])  # what each attack alone does to V
+    assert "worst case" in (out / "robustness.md").read_text()
+    assert (out / "robustness_budget10000pct.png").exists()
+
+
+def test_parts_that_do_not_match_or_lack_per_fact_records_are_refused(two_benches):
+    finetune, quantize = (load_bench_results(folder / "results.json") for folder in two_benches)
+    with pytest.raises(DataError, match="quantize: 7 facts"):
+        robustness([("finetune", finetune), ("quantize", replace(quantize, facts=7))])
+    bare = replace(finetune, runs=[replace(r, per_fact=[]) for r in finetune.runs])
+    with pytest.raises(DataError, match="old: runs without per-fact records"):
+        robustness([("old", bare)])
