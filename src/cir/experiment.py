@@ -108,7 +108,7 @@ class BenchConfig:
     control: bool = True  # also attack the never-unlearned model, the same way (drops measured against it)
     # extra probes (`cir probes`) scoring V at every stage and attack epoch, beside the MCQ and recall;
     # the worst case is taken over them and the headline metric
-    probes: list[str] = field(default_factory=list)
+    probes: list[str] = field(default_factory=lambda: ["paraphrase", "generation"])
 
     def __post_init__(self) -> None:
         """Check ranges.
