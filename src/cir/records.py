@@ -42,10 +42,21 @@ Code reads these fields; files hold their `to_json()` form. The JSON key names, 
   "v_after_unlearning", "v_post_attack", "forget_before", "forget_after"}` (the last four FactScores),
   `"general_loss_before"`, `"general_loss_after"`, `"epochs"`, `"stop_reason"`, `"seconds_per_fact"`.
 - **BenchRun**, an entry of results.json's `runs`: `{"method", "seed", "budget", "epochs"}`,
-  `"v_before"`, `"v_unlearned"`, `"v_post_attack"` (FactScores of V), `"general_loss_before"`,
-  `"general_loss_after"`, `"seconds_per_fact"`, `"unlearn_trajectory"` (`[{"epoch", "general_loss",
-  "v"}]`), `"attack_trajectory"` (`[{"epoch", "v"}]`), `"post_attack_definition"`, `"stop_reasons"`
-  (`{"unlearn", "attack"}`).
+  `"v_before"`, `"v_unlearned"`, `"v_post_attack"` (FactScores of V: the means of its per-fact
+  records), `"general_loss_before"`, `"general_loss_after"`, `"seconds_per_fact"`,
+  `"unlearn_trajectory"` (`[{"epoch", "general_loss", "v"}]`), `"attack_trajectory"` (`[{"epoch",
+  "v"}]`, the chosen lr's), `"post_attack_definition"`, `"stop_reasons"` (`{"unlearn", "attack"}`),
+  `"heldout_before"`, `"heldout_unlearned"`, `"fold"`, `"attack_lr"` (the sweep's chosen lr, null
+  without a sweep), `"attack_epochs"` (metric -> the epoch of its post-attack value) and `"per_fact"`.
+- **FactRecord**, an entry of `per_fact`: `{"fact", "split", "answer", "stage", "scores"}`; fact =
+  "forget:<index in the forget file>" or "heldout:<index>"; split = "T", "V" or the held-out domain;
+  stage = "before", "unlearned", "attack epoch <e>" (or "attack lr=<lr> epoch <e>" in a sweep) or
+  "post_attack" (the fact's smoothed value at the epoch the attacker's best mean is at); scores = every
+  fact metric and every extra probe's column.
+- **ControlRun**, an entry of results.json's `controls` (the same attack on the never-unlearned
+  model): `{"seed", "fold", "v_before", "v_post_attack", "attack_lr", "attack_epoch",
+  "attack_trajectory", "stop_reason", "per_fact"}`.
+- **FactTable** (`AttackEpoch.per_fact`, attack.jsonl's `per_fact`): `{metric: [value per fact]}`.
 """
 
 from __future__ import annotations
