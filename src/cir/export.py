@@ -31,7 +31,7 @@ from transformers.pytorch_utils import Conv1D
 from cir.errors import ConfigError, ModelError
 from cir.outputs import atomic_output_dir, check_output_dir
 from cir.pretrained import BUILTIN_MODELS, builtin_gguf, resolve_model
-from cir.quant import BLOCK_FORMATS
+from cir.quant import BLOCK_FORMATS, gguf_field, gguf_parameter_names
 
 WRITABLE = ("like_input", *BLOCK_FORMATS, "F16", "F32")  # types `cir export` can write
 
@@ -85,11 +85,11 @@ def export_gguf(
     original = _state(Path(resolve_model(origin, cache_dir, progress=False)))
     current = {name: p.detach().to("cpu", torch.float32) for name, p in model.named_parameters()}
     transposed = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, Conv1D)}
-    hf_names = _hf_names(reader, current)
+    hf_names = gguf_parameter_names(reader, current)
     name = f"{source.stem}-unlearned-{quant}.gguf"
     copied, requantized, changed = [], [], []
     with atomic_output_dir(out, force, protected=[source.parent]) as staging:
-        writer = gguf.GGUFWriter(staging / name, arch=str(_field(reader, "general.architecture")))
+        writer = gguf.GGUFWriter(staging / name, arch=str(gguf_field(reader, "general.architecture")))
         _copy_metadata(reader, writer, None if quant == "like_input" else quant)
         for tensor in reader.tensors:
             hf_name = hf_names.get(tensor.name)
@@ -122,37 +122,6 @@ def _state(folder: Path) -> dict[str, torch.Tensor]:
     for file in sorted(folder.glob("*.safetensors")):
         state.update({k: v.to(torch.float32) for k, v in load_file(file).items()})
     return state
-
-
-def _field(reader: gguf.GGUFReader, key: str) -> object:
-    field = reader.get_field(key)
-    if field is None:
-        raise ModelError(f"{reader.data.filename}: no {key} in its metadata")
-    return field.contents()
-
-
-def _hf_names(reader: gguf.GGUFReader, current: dict[str, torch.Tensor]) -> dict[str, str]:
-    """GGUF tensor name -> the model's parameter name, by the gguf package's tensor-name map.
-
-    Raises:
-        ModelError: if a model weight has no tensor in the template (not the model it came from).
-    """
-    arch = str(_field(reader, "general.architecture"))
-    blocks = int(_field(reader, f"{arch}.block_count"))  # type: ignore[call-overload]
-    kinds = {name: kind for kind, name in gguf.MODEL_ARCH_NAMES.items()}
-    names = gguf.get_tensor_name_map(kinds[arch], blocks)
-    in_file = {t.name for t in reader.tensors}
-    mapped = {}
-    for hf_name in current:
-        base, _, suffix = hf_name.rpartition(".")
-        tensor = names.get_name(base)
-        if tensor is not None and f"{tensor}.{suffix}" in in_file:
-            mapped[f"{tensor}.{suffix}"] = hf_name
-        else:
-            raise ModelError(
-                f"{hf_name}: no tensor for it in {reader.data.filename}: not the model's template"
-            )
-    return mapped
 
 
 def _dequantized(tensor: gguf.ReaderTensor) -> np.ndarray:

@@ -15,9 +15,11 @@ falls back to another type for such tensors) and named in the result.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
+import gguf
 import numpy as np
 import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -25,7 +27,7 @@ from gguf.quants import dequantize, quantize
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from cir.errors import ConfigError
+from cir.errors import ConfigError, ModelError
 
 BLOCK_FORMATS = ("Q8_0", "Q5_0", "Q5_1", "Q4_1", "Q4_0")  # the llama.cpp block types gguf can write
 
@@ -90,6 +92,82 @@ def round_trip(model: nn.Module, name: str) -> RoundTrip:
         restored = round_trip_rows(rows, name)
         weight.copy_(restored.T if transposed else restored)
         quantized.append(module_name)
+    return RoundTrip(quantized, skipped)
+
+
+def gguf_field(reader: gguf.GGUFReader, key: str) -> object:
+    """A metadata field's value.
+
+    Raises:
+        ModelError: naming the file if it has no such field.
+    """
+    field = reader.get_field(key)
+    if field is None:
+        raise ModelError(f"{reader.data.filename}: no {key} in its metadata")
+    return field.contents()
+
+
+def gguf_parameter_names(reader: gguf.GGUFReader, parameters: Iterable[str]) -> dict[str, str]:
+    """GGUF tensor name -> the model's parameter name, by the gguf package's tensor-name map.
+
+    Raises:
+        ModelError: if a parameter has no tensor in the file (the model did not come from it).
+    """
+    arch = str(gguf_field(reader, "general.architecture"))
+    blocks = int(gguf_field(reader, f"{arch}.block_count"))  # type: ignore[call-overload]
+    kinds = {name: kind for kind, name in gguf.MODEL_ARCH_NAMES.items()}
+    names = gguf.get_tensor_name_map(kinds[arch], blocks)
+    in_file = {t.name for t in reader.tensors}
+    mapped = {}
+    for hf_name in parameters:
+        base, _, suffix = hf_name.rpartition(".")
+        tensor = names.get_name(base)
+        if tensor is not None and f"{tensor}.{suffix}" in in_file:
+            mapped[f"{tensor}.{suffix}"] = hf_name
+        else:
+            raise ModelError(
+                f"{hf_name}: no tensor for it in {reader.data.filename}: not the model's template"
+            )
+    return mapped
+
+
+def stored_types(model: nn.Module, reader: gguf.GGUFReader) -> dict[str, str]:
+    """Each linear module's name -> the GGML type its weight has in the GGUF file the model came from.
+
+    Raises:
+        ModelError: if a weight has no tensor in the file.
+    """
+    modules = linear_modules(model)
+    weights = {f"{name}.weight": name for name in modules}
+    by_tensor = gguf_parameter_names(reader, weights)
+    types = {t.name: GGMLQuantizationType(t.tensor_type).name for t in reader.tensors}
+    return {weights[hf_name]: types[tensor] for tensor, hf_name in by_tensor.items()}
+
+
+@torch.no_grad()
+def round_trip_types(model: nn.Module, types: Mapping[str, str]) -> RoundTrip:
+    """Each linear weight through its own type (`stored_types`): what re-running llama.cpp's quantizer
+    with the input file's types does. F32 weights are exact already; F16 ones are rounded to float16;
+    a block format is `round_trip_rows`'; any other type (the K-quants, which gguf cannot write) and a
+    module without a type are left as they are and named in `skipped`.
+    """  # noqa: D205
+    quantized, skipped = [], []
+    for module_name, module in linear_modules(model).items():
+        kind = types.get(module_name)
+        weight = cast(torch.Tensor, module.weight)
+        transposed = isinstance(module, Conv1D)
+        rows = weight.T if transposed else weight
+        if kind == "F32":
+            quantized.append(module_name)
+        elif kind == "F16":
+            weight.copy_(weight.to(torch.float16).to(weight.dtype))
+            quantized.append(module_name)
+        elif kind in BLOCK_FORMATS and rows.shape[-1] % GGML_QUANT_SIZES[quant_type(kind)][0] == 0:
+            restored = round_trip_rows(rows, kind)
+            weight.copy_(restored.T if transposed else restored)
+            quantized.append(module_name)
+        else:
+            skipped.append(module_name)
     return RoundTrip(quantized, skipped)
 
 

@@ -6,9 +6,10 @@ exact weights it had, so the most "non-disruptive" unlearning is the most expose
 Each configured block format (`cir.quant.BLOCK_FORMATS`) is applied in turn to every linear weight
 of the unlearned model, V is scored, and the weights are put back; the post-attack value is the worst
 case for the defender, the best format for the attacker. History: [as unlearned, one entry per
-format]. Its control, like every attack's, is the same round trip on the never-unlearned model
-(`benchmarks/attack_on_original.py` with `bench.attack: quantize` in its config): quantization alone
-moves a model's scores.
+format]. `like_input` round-trips each weight through the type the GGUF file the model came from
+(`attack.template`) stored it in: what a user re-running llama.cpp's quantizer with the input's
+types gets. Its control, like every attack's, is the same round trip on the never-unlearned model
+(the bench's `control`): quantization alone moves a model's scores.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+import gguf
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -25,7 +27,7 @@ from cir.budget import EpochSnapshots
 from cir.config import require
 from cir.data.facts import Fact
 from cir.evals.scores import MCQ_FORMATS, McqFormat, score_facts
-from cir.quant import BLOCK_FORMATS, linear_modules, round_trip
+from cir.quant import BLOCK_FORMATS, linear_modules, round_trip, round_trip_types, stored_types
 from cir.records import AttackEpoch, AttackResult, FactTable
 from cir.registry import ATTACKS
 from cir.runtime import Stopwatch
@@ -40,7 +42,10 @@ QUANTIZE_DEFINITION = (
 class Config(AttackConfig):
     """Quantization attack settings."""
 
-    formats: list[str] = field(default_factory=lambda: list(BLOCK_FORMATS))  # GGUF block types, in order
+    # GGUF block types, in order; "like_input": each weight in the type `template` stored it in, as
+    # re-running llama.cpp's quantizer on the file the model came from gives
+    formats: list[str] = field(default_factory=lambda: list(BLOCK_FORMATS))
+    template: str | None = None  # the GGUF file the model came from (or a built-in's name), for like_input
     mcq_format: McqFormat = "choice"  # "letter" for models that follow A-D prompts
     eval_batch_size: int = 16  # prompts per forward pass
 
@@ -56,8 +61,13 @@ class Config(AttackConfig):
             [
                 (
                     "formats",
-                    f"a non-empty list of {list(BLOCK_FORMATS)}",
-                    bool(self.formats) and set(self.formats) <= set(BLOCK_FORMATS),
+                    f"a non-empty list of {[*BLOCK_FORMATS, 'like_input']}",
+                    bool(self.formats) and set(self.formats) <= {*BLOCK_FORMATS, "like_input"},
+                ),
+                (
+                    "template",
+                    "the GGUF file the model came from, when formats has like_input",
+                    "like_input" not in self.formats or self.template is not None,
                 ),
                 ("mcq_format", f"one of {list(MCQ_FORMATS)}", self.mcq_format in MCQ_FORMATS),
                 ("eval_batch_size", ">= 1", self.eval_batch_size >= 1),
@@ -106,13 +116,15 @@ class Quantize:
         weights = [cast(nn.Parameter, m.weight) for m in linear_modules(model).values()]
         originals = EpochSnapshots(weights)
         history, skipped = [], {}
+        types = self._input_types(model) if "like_input" in config.formats else {}
         with Stopwatch() as watch:
             history.append(
                 AttackEpoch.of(0, self._score(model, tokenizer, eval_facts, probes), None, watch.seconds)
             )
             try:
                 for epoch, name in enumerate(config.formats, start=1):
-                    skipped[name] = round_trip(model, name).skipped
+                    done = round_trip_types(model, types) if name == "like_input" else round_trip(model, name)
+                    skipped[name] = done.skipped
                     scores = self._score(model, tokenizer, eval_facts, probes)
                     history.append(AttackEpoch.of(epoch, scores, None, watch.seconds))
                     originals.restore(0)
@@ -123,6 +135,18 @@ class Quantize:
         return attack_result(
             config, history, 1, "done", watch.seconds, details=details, definition=definition
         )
+
+    def _input_types(self, model: PreTrainedModel) -> dict[str, str]:
+        """Each linear module's type in the template file.
+
+        Raises:
+            ModelError: for a missing template, or a model whose weights are not the file's.
+        """
+        from cir.export import template_path  # the built-ins' GGUF files live with the export
+
+        assert self.config.template is not None  # the config's check
+        reader = gguf.GGUFReader(template_path(self.config.template))
+        return stored_types(model, reader)
 
     def _score(
         self,
