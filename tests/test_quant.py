@@ -107,3 +107,16 @@ def test_the_grid_needs_float32_weights():
     weights = [m.weight for n, m in linear_modules(model).items() if "mlp" in n]
     with pytest.raises(ConfigError, match="needs float32 trained weights"):
         GridWeights(model, weights, "Q4_1")
+
+
+def test_torch_int8_is_quantize_dynamics_own_weights():
+    from torch.ao.quantization import quantize_dynamic
+
+    from cir.quant import TORCH_INT8, round_trip
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16))
+    reference = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # torch's own int8 model
+    expected = reference[0].weight().dequantize()
+    done = round_trip(model, TORCH_INT8)
+    assert done.quantized == ["0"] and torch.equal(model[0].weight, expected)

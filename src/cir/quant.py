@@ -15,6 +15,7 @@ falls back to another type for such tensors) and named in the result.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -58,6 +59,25 @@ def round_trip_rows(weight: torch.Tensor, name: str) -> torch.Tensor:
     return torch.from_numpy(restored.reshape(values.shape)).to(weight.device, weight.dtype)
 
 
+TORCH_INT8 = "torch_int8"  # torch's own dynamic int8 (quantize_dynamic's weights), not a GGUF type
+
+
+def round_trip_torch_int8(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` as `torch.ao.quantization.quantize_dynamic` stores it (qint8, one symmetric per-tensor
+    scale from its default weight observer) and back, same dtype and device.
+    """  # noqa: D205
+    from torch.ao.quantization import default_weight_observer
+
+    values = weight.detach().to("cpu", torch.float32)
+    observer = default_weight_observer()
+    observer(values)
+    scale, zero = observer.calculate_qparams()
+    with warnings.catch_warnings():  # torch 2.13 marks its quantized tensors deprecated (for torchao)
+        warnings.simplefilter("ignore", UserWarning)
+        restored = torch.quantize_per_tensor(values, float(scale), int(zero), torch.qint8).dequantize()
+    return restored.to(weight.device, weight.dtype)
+
+
 @dataclass(frozen=True)
 class RoundTrip:
     """What `round_trip` did: the weights it quantized and those it left as they were."""
@@ -79,7 +99,13 @@ def linear_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 @torch.no_grad()
 def round_trip(model: nn.Module, name: str) -> RoundTrip:
-    """Quantize every linear weight of `model` to format `name` and back, in place."""
+    """Quantize every linear weight of `model` to format `name` (a block format or torch_int8) and back."""
+    if name == TORCH_INT8:
+        modules = linear_modules(model)
+        for module in modules.values():
+            weight = cast(torch.Tensor, module.weight)
+            weight.copy_(round_trip_torch_int8(weight))
+        return RoundTrip(list(modules), [])
     quantized, skipped = [], []
     block = GGML_QUANT_SIZES[quant_type(name)][0]
     for module_name, module in linear_modules(model).items():

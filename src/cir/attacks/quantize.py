@@ -27,7 +27,7 @@ from cir.budget import EpochSnapshots
 from cir.config import require
 from cir.data.facts import Fact
 from cir.evals.scores import MCQ_FORMATS, McqFormat, score_facts
-from cir.quant import BLOCK_FORMATS, linear_modules, round_trip, round_trip_types, stored_types
+from cir.quant import BLOCK_FORMATS, TORCH_INT8, linear_modules, round_trip, round_trip_types, stored_types
 from cir.records import AttackEpoch, AttackResult, FactTable
 from cir.registry import ATTACKS
 from cir.runtime import Stopwatch
@@ -43,7 +43,8 @@ class Config(AttackConfig):
     """Quantization attack settings."""
 
     # GGUF block types, in order; "like_input": each weight in the type `template` stored it in, as
-    # re-running llama.cpp's quantizer on the file the model came from gives
+    # re-running llama.cpp's quantizer on the file the model came from gives; "torch_int8": torch's
+    # own dynamic int8 weights (opt in: one scale per tensor, far coarser than a block format)
     formats: list[str] = field(default_factory=lambda: list(BLOCK_FORMATS))
     template: str | None = None  # the GGUF file the model came from (or a built-in's name), for like_input
     mcq_format: McqFormat = "choice"  # "letter" for models that follow A-D prompts
@@ -61,8 +62,8 @@ class Config(AttackConfig):
             [
                 (
                     "formats",
-                    f"a non-empty list of {[*BLOCK_FORMATS, 'like_input']}",
-                    bool(self.formats) and set(self.formats) <= {*BLOCK_FORMATS, "like_input"},
+                    f"a non-empty list of {[*BLOCK_FORMATS, 'like_input', TORCH_INT8]}",
+                    bool(self.formats) and set(self.formats) <= {*BLOCK_FORMATS, "like_input", TORCH_INT8},
                 ),
                 (
                     "template",
