@@ -141,3 +141,24 @@ def test_quantize_control_scores_v_after_each_format(tmp_path):
     rows = load("quantize_control").main([*args, "--config", str(config), "--out", str(tmp_path / "out")])
     assert list(rows) == ["none", "Q8_0", "Q4_0"] and rows["none"] != rows["Q4_0"]
     assert (tmp_path / "out" / "per_format_acc_t1.json").is_file()
+
+
+def test_the_committed_smollm2_protocol_bench_recomputes_from_its_per_fact_records():
+    from cir.report import load_bench_results
+    from cir.stats import aggregate
+
+    folder = Path(__file__).parents[1] / "benchmarks" / "results" / "smollm2" / "protocol" / "bench"
+    results = load_bench_results(folder / "results.json")
+    bench = results.config["bench"]
+    rows = aggregate(results.runs, bench["methods"], bench["budgets"], bench["metric"], results.controls)
+    assert [row.to_json() for row in rows] == results.table
+    for method in bench["methods"]:
+        post = [
+            r
+            for run in results.runs
+            if run.method == method
+            for r in run.per_fact
+            if r.stage == "post_attack"
+        ]
+        assert sorted(r.fact for r in post) == sorted({r.fact for r in post}) and len(post) == results.facts
+        assert all(r.split == "V" and r.answer for r in post)
