@@ -322,24 +322,15 @@ def bench_point(
     post-attack point, and the held-out facts (`heldout`, selectivity) before and after unlearning.
     With `progress`, the epochs and each attack show a bar, named by the method and seed.
     """
-    model = loaded.model
     ids = fact_ids(loaded) if ids is None else ids
     splits = point_splits(facts, bench, seed)
-    model.load_state_dict(original)
+    loaded.model.load_state_dict(original)
     before = score(loaded, facts, bench, loop)
     budgets = list(bench.budgets if budgets is None else budgets)
     config = replace(loop, method=name, seed=seed, budget=max(budgets))
-    train, val = (facts, facts) if bench.folds else splits[0]  # what is unlearned; V monitored
-    trained = without_scored_prefix(train) if bench.eval_prompts == "held_out" else train
-    trained_val = without_scored_prefix(val) if bench.eval_prompts == "held_out" else val
-    if bench.folds:
-        result = unlearn_once(
-            loaded, trained, [], config, method_config, progress, f"{name} seed {seed}", val
-        )
-    else:
-        result = unlearn_once(
-            loaded, trained, trained_val, config, method_config, progress, f"{name} seed {seed}", val
-        )
+    unlearned_facts, monitored = unlearning_sets(facts, splits, bench)
+    label = f"{name} seed {seed}"
+    result = unlearn_once(loaded, unlearned_facts, [], config, method_config, progress, label, monitored)
     runs = []
     attacked: dict[int, tuple[FactTable, FactTable | None, list[SweptAttack]]] = {}  # by kept epoch
     for budget in budgets:
@@ -348,38 +339,48 @@ def bench_point(
             budget_model(result, budget, original)
             unlearned = score(loaded, facts, bench, loop)
             held = heldout.score(loaded) if heldout is not None else None
-            label = f"{name} seed {seed} budget {budget:g}"
             swept = [
                 sweep_attack(
-                    loaded,
-                    bench,
-                    attack_cfg,
-                    seed,
-                    t,
-                    v,
-                    progress,
-                    f"{label} fold {k}" if bench.folds else label,
+                    loaded, bench, attack_cfg, seed, t, v, progress, fold_label(label, budget, k, bench)
                 )
                 for k, (t, v) in enumerate(splits)
             ]
             attacked[epoch] = (unlearned, held, swept)
         unlearned, held, swept = attacked[epoch]
         for fold, ((t, v), attack) in enumerate(zip(splits, swept, strict=True)):
-            records = split_records(ids, facts, t, v, before, unlearned) + attack_records(ids, v, attack)
-            if heldout is not None and held is not None:
-                records += heldout.records(ids, "before", heldout.before) + heldout.records(
-                    ids, "unlearned", held
-                )
             index = [facts.index(f) for f in v]
             run = bench_run(
                 name, seed, budget, before.subset(index), result, epoch, unlearned.subset(index), attack
             )
-            run = replace(run, fold=fold, per_fact=records)
+            records = split_records(ids, facts, t, v, before, unlearned) + attack_records(ids, v, attack)
             if heldout is not None and held is not None:
+                records += heldout.records(ids, "before", heldout.before)
+                records += heldout.records(ids, "unlearned", held)
                 run = replace(run, heldout_before=heldout.before.means(), heldout_unlearned=held.means())
-            runs.append(run)
-    model.load_state_dict(original)
+            runs.append(replace(run, fold=fold, per_fact=records))
+    loaded.model.load_state_dict(original)
     return runs
+
+
+def unlearning_sets(
+    facts: list[Fact], splits: Sequence[tuple[list[Fact], list[Fact]]], bench: BenchConfig
+) -> tuple[list[Fact], list[Fact]]:
+    """What one point unlearns, in order, and the facts it monitors each epoch.
+
+    With folds, every known fact (in their order), monitored all; with one split, T then V (the
+    order of `cir unlearn --forget T V`), monitoring V. With `eval_prompts: held_out` no fact keeps a
+    sentence that starts with its scored prompt.
+    """
+    train, val = (facts, []) if bench.folds else splits[0]
+    unlearned = [*train, *val]
+    if bench.eval_prompts == "held_out":
+        unlearned = without_scored_prefix(unlearned)
+    return unlearned, facts if bench.folds else val
+
+
+def fold_label(label: str, budget: float, fold: int, bench: BenchConfig) -> str:
+    """The attack bar's name: "cir seed 1 budget 0.01", and " fold k" with folds."""
+    return f"{label} budget {budget:g}" + (f" fold {fold}" if bench.folds else "")
 
 
 def split_records(
