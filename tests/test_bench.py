@@ -253,7 +253,8 @@ def run_tiny_bench(tmp_path, capsys, progress):
         "unlearn": {"max_epochs": 2, "batch_size": 2, "track_kl": False, **tiny.PAPER_LOOP},
         "attack": {"epochs": 1, "batch_size": 2},
     }
-    raw["bench"] |= {"known_threshold": 0, "val_fraction": 0.34, "probes": []}
+    raw["bench"] |= {"known_threshold": 0, "val_fraction": 0.34}
+    raw["eval"] = {"probes": []}
     return run_bench(inputs, raw, tmp_path / "out", progress=progress)
 
 

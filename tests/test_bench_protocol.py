@@ -56,16 +56,10 @@ def inputs(tmp_path):
     )
 
 
-def raw_config(**bench):
+def raw_config(probes=(), **bench):
     return {
-        "bench": {
-            "methods": ["grad_diff"],
-            "budgets": [100.0],
-            "seeds": 1,
-            "known_threshold": 0,
-            "probes": [],
-        }
-        | bench,
+        "bench": {"methods": ["grad_diff"], "budgets": [100.0], "seeds": 1, "known_threshold": 0} | bench,
+        "eval": {"probes": list(probes)},
         "unlearn": {"max_epochs": 1, "batch_size": 2, "track_kl": False, **tiny.PAPER_LOOP},
         "attack": {"epochs": 2, "batch_size": 4, "lr": 1e-3},
     }

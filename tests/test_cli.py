@@ -459,3 +459,17 @@ def test_threads_are_set_before_the_work_and_recorded(workspace, tmp_path):
         )
     finally:
         torch.set_num_threads(threads)
+
+
+def test_attack_scores_v_with_the_eval_probes_of_its_config(workspace):
+    out = workspace.root / "probed"
+    args = attack_args(
+        workspace, workspace.train, workspace.eval, out, "attack.epochs=1", "eval.probes=[paraphrase]"
+    )
+    assert main(args) == 0
+    history = [json.loads(line) for line in (out / "attack.jsonl").read_text().splitlines()]
+    assert all("paraphrase_max_acc_t1" in entry["per_fact"] for entry in history)
+    assert (
+        main([*attack_args(workspace, workspace.train, workspace.eval, out, "eval.probes=[nope]"), "--force"])
+        == 2
+    )

@@ -189,7 +189,7 @@ def test_split_sections_returns_the_used_ones_and_ignores_the_other_known_ones()
         "method": {},
     }
     assert split_sections(data, ["attack"], "run.yaml") == {"attack": {"epochs": 2}}
-    assert set(SECTIONS) == {"unlearn", "method", "methods", "attack", "bench", "tune"}
+    assert set(SECTIONS) == {"unlearn", "method", "methods", "attack", "bench", "tune", "eval"}
     assert split_sections({**data, "tune": {"trials": 3}}, ["tune"], "run.yaml") == {"tune": {"trials": 3}}
 
 
@@ -198,8 +198,8 @@ def test_split_sections_rejects_unknown_sections_with_a_did_you_mean():
         split_sections({"atack": {}}, ["unlearn"], "run.yaml")
     with pytest.raises(ConfigError, match=r"unknown section 'tuen' \(did you mean 'tune'\?\)"):
         split_sections({"tuen": {}}, ["unlearn"], "run.yaml")
-    with pytest.raises(ConfigError, match=r"section 'eval' \(known: unlearn, method, methods"):
-        split_sections({"eval": {}}, ["unlearn"], "run.yaml")
+    with pytest.raises(ConfigError, match=r"section 'evaluation' \(known: unlearn, method, methods"):
+        split_sections({"evaluation": {}}, ["unlearn"], "run.yaml")
     # a known section that is not a mapping is an error even for a command that does not read it
     with pytest.raises(ConfigError, match="section 'bench' must be a mapping, got int"):
         split_sections({"bench": 3}, ["unlearn"], "run.yaml")

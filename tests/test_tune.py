@@ -30,7 +30,8 @@ SHAPES = [ModelShape(3, 32), ModelShape(4, 128), ModelShape(30, 576), ModelShape
 LAYER_FIELDS = ("forget_layers", "trained_layers")
 
 FAST = {
-    "bench": {"known_threshold": 0, "val_fraction": 0.34, "probes": []},
+    "bench": {"known_threshold": 0, "val_fraction": 0.34},
+    "eval": {"probes": []},
     "unlearn": {"max_epochs": 1, "batch_size": 2, "track_kl": False},
     "attack": {"epochs": 1, "batch_size": 2},
 }

@@ -164,7 +164,7 @@ def assert_only_trained_changed(net: PreTrainedModel, before: dict[str, torch.Te
 PAPER_LOOP = {"step_per": "batch", "check_every": 0, "max_backoffs": 0}
 
 FAST_BENCH_ARGS = [
-    "bench.probes=[]",  # the extra probes are tested on their own (tests/probes, test_bench_protocol)
+    "eval.probes=[]",  # the extra probes are tested on their own (tests/probes, test_bench_protocol)
     "bench.known_threshold=0",
     "bench.val_fraction=0.34",
     "unlearn.max_epochs=1",

@@ -30,7 +30,27 @@ PRESETS = Path(__file__).parent / "presets"
 UNLEARN_SECTIONS = ["unlearn", "method"]
 
 
-RUN_SECTIONS = ["unlearn", "method", "attack"]
+RUN_SECTIONS = ["unlearn", "method", "attack", "eval"]
+
+
+@dataclass
+class EvalConfig:
+    """How V is asked, by every command that scores it (`cir bench`, `cir run`, `cir attack`)."""
+
+    # extra probes (`cir probes`) scoring V at every stage and attack epoch, beside the MCQ format's
+    # and recall; the bench's worst case is taken over them and its headline metric
+    probes: list[str] = field(default_factory=lambda: ["paraphrase", "generation"])
+
+    def __post_init__(self) -> None:
+        """Check the probes are registered.
+
+        Raises:
+            ConfigError: naming the field and the registered probes.
+        """
+        known = PROBES.names()
+        require(
+            self, "eval", [("probes", f"registered probes {known}", all(p in known for p in self.probes))]
+        )
 
 
 def config_source(config: str | Path | None) -> dict[str, Any]:
@@ -79,7 +99,7 @@ def attack_config(name: str, sections: dict[str, dict[str, Any]], source: str = 
     return from_dict(ATTACKS.get(name).config_class, sections["attack"], f"{source}: attack")
 
 
-BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods"]
+BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods", "eval"]
 
 
 @dataclass
@@ -106,9 +126,8 @@ class BenchConfig:
     eval_prompts: Literal["held_out", "trained"] = "held_out"
     attack_lrs: list[float] = field(default_factory=list)  # the attack's lr sweep; empty: attack.lr only
     control: bool = True  # also attack the never-unlearned model, the same way (drops measured against it)
-    # extra probes (`cir probes`) scoring V at every stage and attack epoch, beside the MCQ and recall;
-    # the worst case is taken over them and the headline metric
-    probes: list[str] = field(default_factory=lambda: ["paraphrase", "generation"])
+    # the extra probes, from the `eval:` section (`EvalConfig`), set by `bench_configs`
+    probes: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         """Check ranges.
@@ -172,6 +191,7 @@ def bench_configs(
             stacklevel=2,
         )
     bench = from_dict(BenchConfig, sections["bench"], "config: bench")
+    bench.probes = list(from_dict(EvalConfig, sections["eval"], "config: eval").probes)
     loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
     per_method_configs([*bench.methods, *extra_methods], sections["methods"])
     return bench, loop, attack_config(bench.attack, sections), sections["methods"]
@@ -211,6 +231,7 @@ class Experiment:
     attack: AttackConfig | None = None  # `cir attack`, `cir run`, `cir bench`, `cir tune`
     bench: BenchConfig | None = None  # `cir bench` and `cir tune`
     methods: dict[str, Any] = field(default_factory=dict)  # bench/tune: each method's raw overrides
+    eval: EvalConfig = field(default_factory=EvalConfig)  # the probes V is scored with
 
     @classmethod
     def for_unlearn(cls, raw: dict[str, Any]) -> Experiment:
@@ -231,7 +252,8 @@ class Experiment:
         """
         sections = split_sections(raw, RUN_SECTIONS, "config")
         loop, method = unlearn_configs(sections)
-        return cls(loop, method, attack_config(attack, sections))
+        probes = from_dict(EvalConfig, sections["eval"], "config: eval")
+        return cls(loop, method, attack_config(attack, sections), eval=probes)
 
     @classmethod
     def for_attack(cls, raw: dict[str, Any], attack: str) -> Experiment:
@@ -240,7 +262,9 @@ class Experiment:
         Raises:
             ConfigError: naming every bad key, or an unknown attack.
         """
-        return cls(UnlearnConfig(), attack=attack_config(attack, split_sections(raw, ["attack"], "config")))
+        sections = split_sections(raw, ["attack", "eval"], "config")
+        probes = from_dict(EvalConfig, sections["eval"], "config: eval")
+        return cls(UnlearnConfig(), attack=attack_config(attack, sections), eval=probes)
 
     @classmethod
     def for_bench(
@@ -252,7 +276,9 @@ class Experiment:
             ConfigError: as `bench_configs`.
         """
         bench, loop, attack, methods = bench_configs(raw, extra_methods, command)
-        return cls(loop, attack=attack, bench=bench, methods=dict(methods))
+        return cls(
+            loop, attack=attack, bench=bench, methods=dict(methods), eval=EvalConfig(list(bench.probes))
+        )
 
     def bench_parts(self) -> tuple[BenchConfig, UnlearnConfig, AttackConfig, dict[str, Any]]:
         """(bench, loop, attack, per-method overrides) of an experiment built by `for_bench`."""

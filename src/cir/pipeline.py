@@ -63,14 +63,17 @@ def run_attack(
     Raises:
         OutputExistsError, ConfigError, DataError, ModelError: for bad input.
     """
-    attacker = ATTACKS.build(attack, Experiment.for_attack(raw, attack).attack)
+    experiment = Experiment.for_attack(raw, attack)
+    attacker = ATTACKS.build(attack, experiment.attack)
     if inputs.model is None or inputs.train is None or inputs.eval is None:
         raise ConfigError("the attack needs --model, --train T.jsonl and --eval V.jsonl")
     train, evaluate = facts_of(inputs.train), facts_of(inputs.eval)
     attacker.check(train, evaluate)
     check_output_dir(out, force)
     loaded = open_model(inputs, None, UnlearnData(train + evaluate, [], []), progress)
-    result = attacker.run(loaded.model, loaded.tokenizer, train, evaluate, progress)
+    result = attacker.run(
+        loaded.model, loaded.tokenizer, train, evaluate, progress, None, experiment.eval.probes
+    )
     with atomic_output_dir(out, force, protected=[Path(inputs.model)]) as staging:
         write_attack(staging, attack, result)
     return result
@@ -111,7 +114,9 @@ def run(
         probe("after unlearning", loaded.model, loaded.tokenizer)
         # written before the attack changes the model
         write_unlearned(staging, result, loop, method, loaded.tokenizer)
-        attacked = attacker.run(loaded.model, loaded.tokenizer, train, evaluate, progress)
+        attacked = attacker.run(
+            loaded.model, loaded.tokenizer, train, evaluate, progress, None, experiment.eval.probes
+        )
         write_attack(staging, attack, attacked)
         probe("after the attack", loaded.model, loaded.tokenizer)
         report = run_report(result, attacked, method=loop.method, attack=attack)

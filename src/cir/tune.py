@@ -175,6 +175,7 @@ def prepare(
         raise ConfigError(f"methods {untunable} have no search space (register one to tune them)")
     if bench.folds:
         raise ConfigError("cir tune scores a trial on one T/V split: set bench.folds to 0")
+    bench.probes = []  # a trial's objective is the bench metric alone: extra probes would only cost time
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
     ATTACKS.build(bench.attack, attack).check(*split_facts(facts, bench.val_fraction, seed, bench.split))
     shape = model_shape(loaded.model)

@@ -5,7 +5,7 @@ names the per-fact columns it writes (`metrics`) and says of each whether higher
 (`higher_known`), so the attacker's best and the drop are taken the right way round. The bench and
 the attacks score V through `cir.evals.scores.score_facts`, which runs the MCQ probe of the loop's
 format and `recall` (the four columns of `FactScores`) and then any extra probes named in the
-config (`bench.probes`), each adding its own columns.
+config (`eval.probes`, one list for `cir bench`, `cir run` and `cir attack`), each adding its columns.
 """
 
 from __future__ import annotations
