@@ -138,13 +138,8 @@ def test_bench_model_at_a_budget_equals_cir_unlearn_stopped_there(tmp_path):
     inputs = tiny.workspace_inputs(files)
     method = {"forget_layers": [1], "k_act": 1, "k_grad": 1, "step_norm": 2.0, "retain_lr": 0.0}
     raw = {
-        "bench": {
-            "methods": ["cir"],
-            "budgets": [1e9],
-            "known_threshold": 0,
-            "val_fraction": 0.34,
-            "probes": [],
-        },
+        "bench": {"methods": ["cir"], "budgets": [1e9], "known_threshold": 0, "val_fraction": 0.34},
+        "eval": {"probes": []},
         "unlearn": {"max_epochs": 5, "batch_size": 2, "track_kl": False, **tiny.PAPER_LOOP},
         "attack": {"epochs": 1, "batch_size": 2},
         "methods": {"cir": method},
