@@ -160,14 +160,17 @@ def gguf_parameter_names(reader: gguf.GGUFReader, parameters: Iterable[str]) -> 
 def stored_types(model: nn.Module, reader: gguf.GGUFReader) -> dict[str, str]:
     """Each linear module's name -> the GGML type its weight has in the GGUF file the model came from.
 
+    A weight tied to another (an output layer sharing the embedding) is found under the name the
+    model lists it by, the embedding's, as the file stores it once.
+
     Raises:
         ModelError: if a weight has no tensor in the file.
     """
-    modules = linear_modules(model)
-    weights = {f"{name}.weight": name for name in modules}
-    by_tensor = gguf_parameter_names(reader, weights)
+    canonical = {id(p): name for name, p in model.named_parameters()}  # a tied weight under its first name
+    modules = {canonical[id(m.weight)]: name for name, m in linear_modules(model).items()}
+    by_tensor = gguf_parameter_names(reader, modules)
     types = {t.name: GGMLQuantizationType(t.tensor_type).name for t in reader.tensors}
-    return {weights[hf_name]: types[tensor] for tensor, hf_name in by_tensor.items()}
+    return {modules[hf_name]: types[tensor] for tensor, hf_name in by_tensor.items()}
 
 
 @torch.no_grad()
