@@ -120,3 +120,50 @@ def test_torch_int8_is_quantize_dynamics_own_weights():
     expected = reference[0].weight().dequantize()
     done = round_trip(model, TORCH_INT8)
     assert done.quantized == ["0"] and torch.equal(model[0].weight, expected)
+
+
+def test_stored_types_find_a_tied_output_weight_under_the_embeddings_tensor(tmp_path):
+    """As in the built-in SmolLM2 file: no output tensor, the head shares the (Q8_0) embedding."""
+    import gguf
+    import numpy as np
+    from gguf.quants import quantize
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from cir.quant import stored_types
+
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    writer = gguf.GGUFWriter(tmp_path / "tied.gguf", arch="llama")
+    writer.add_block_count(1)
+    embedding = np.zeros((64, 32), np.float32)
+    writer.add_tensor(
+        "token_embd.weight",
+        quantize(embedding, gguf.GGMLQuantizationType.Q8_0),
+        raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+    )
+    for name, (rows, cols) in {
+        "attn_q": (32, 32),
+        "attn_k": (32, 32),
+        "attn_v": (32, 32),
+        "attn_output": (32, 32),
+        "ffn_gate": (64, 32),
+        "ffn_up": (64, 32),
+        "ffn_down": (32, 64),
+    }.items():
+        writer.add_tensor(f"blk.0.{name}.weight", np.zeros((rows, cols), np.float32))
+    for name in ("blk.0.attn_norm.weight", "blk.0.ffn_norm.weight", "output_norm.weight"):
+        writer.add_tensor(name, np.ones(32, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    types = stored_types(model, gguf.GGUFReader(tmp_path / "tied.gguf"))
+    assert types["lm_head"] == "Q8_0" and types["model.layers.0.mlp.down_proj"] == "F32"
+    assert len(types) == 8  # seven linear layers of the block and the head
