@@ -138,8 +138,7 @@ def paired_difference_interval(
             not finite, `level` is not in (0, 1) or `resamples` < 1.
     """
     x, y = _pair(a, b)
-    d = x - y
-    return _interval((d,), _mean, float(np.mean(d)), level, resamples, seed)
+    return mean_interval(list(x - y), level, resamples, seed)
 
 
 def ratio_of_means_interval(

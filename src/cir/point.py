@@ -191,16 +191,8 @@ class Selectivity:
 
     def records(self, ids: Mapping[Fact, str], stage: str, table: FactTable) -> list[FactRecord]:
         """Per-fact records of `table` (this set's scores at `stage`), each fact's split its domain."""
-        return [
-            FactRecord(
-                ids.get(f, f"heldout:{f.question}"),
-                str(f.extra.get("domain", "heldout")),
-                f.answer_text,
-                stage,
-                table.row(i),
-            )
-            for i, f in enumerate(self.facts)
-        ]
+        splits = [str(f.extra.get("domain", "heldout")) for f in self.facts]
+        return stage_records(ids, self.facts, splits, stage, table)
 
 
 def evenly_spaced(items: Sequence[Fact], most: int) -> list[Fact]:
@@ -281,12 +273,16 @@ def attack_records(ids: Mapping[Fact, str], val: Sequence[Fact], swept: SweptAtt
 
 
 def stage_records(
-    ids: Mapping[Fact, str], facts: Sequence[Fact], split: str, stage: str, table: FactTable
+    ids: Mapping[Fact, str], facts: Sequence[Fact], split: str | Sequence[str], stage: str, table: FactTable
 ) -> list[FactRecord]:
-    """One record per fact of `facts` (whose scores `table` holds, in order) at `stage`."""
+    """One record per fact of `facts` (whose scores `table` holds, in order) at `stage`.
+
+    `split` names every fact's split ("T", "V"), or is one name per fact (held-out domains).
+    """
+    splits = [split] * len(facts) if isinstance(split, str) else list(split)
     return [
-        FactRecord(ids.get(f, f"?:{f.question}"), split, f.answer_text, stage, table.row(i))
-        for i, f in enumerate(facts)
+        FactRecord(ids.get(f, f"?:{f.question}"), s, f.answer_text, stage, table.row(i))
+        for i, (f, s) in enumerate(zip(facts, splits, strict=True))
     ]
 
 

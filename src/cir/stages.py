@@ -11,13 +11,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cir.data.batches import encode, pad_id
+from cir.data.batches import encode
 from cir.data.facts import Fact
-from cir.evals.metrics import answer_context, evaluating, model_device
+from cir.evals.metrics import answer_context, evaluating
 from cir.evals.scores import evaluate_facts
+from cir.probes.generation import continuation
 from cir.records import FactScores
 from cir.report import table
 
@@ -77,18 +77,9 @@ def greedy_completions(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_new_tokens: int
 ) -> list[str]:
     """Greedy continuation of each prompt (with cir's BOS rule), cut at the first line break."""
-    completions = []
-    pad = pad_id(tokenizer)
     with evaluating(model):
-        for row in encode(tokenizer, prompts, max_length=1024):
-            ids = torch.tensor([row], device=model_device(model))  # (1, prompt)
-            out = model.generate(  # type: ignore[operator]  # transformers' stub
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad,
-            )
-            text = str(tokenizer.decode(out[0, len(row) :], skip_special_tokens=True))
-            completions.append(text.split("\n")[0].strip())
+        rows = encode(tokenizer, list(prompts), max_length=1024)
+        completions = [
+            continuation(model, tokenizer, row, max_new_tokens).split("\n")[0].strip() for row in rows
+        ]
     return completions

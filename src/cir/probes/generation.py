@@ -44,6 +44,34 @@ def names(fact: Fact) -> list[str]:
     return [fact.answer_text.lower(), *(str(a).lower() for a in aliases if str(a).strip())]
 
 
+def continuation(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    row: list[int],
+    max_new_tokens: int,
+    seed: int | None = None,
+) -> str:
+    """The text generated after the token row: greedy, or sampled at temperature 1 seeded by `seed`.
+
+    The caller's random state is left as it was (the sample draws from a forked generator).
+    """
+    ids = torch.tensor([row], device=model_device(model))  # (1, prompt)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = model.generate(  # type: ignore[operator]  # transformers' stub
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=seed is not None,
+            temperature=1.0 if seed is not None else None,
+            top_k=0 if seed is not None else None,
+            top_p=1.0 if seed is not None else None,
+            pad_token_id=pad_id(tokenizer),
+        )
+    return str(tokenizer.decode(out[0, len(row) :], skip_special_tokens=True))
+
+
 @PROBES.register("generation", Config, "the answer (or an alias) in a greedy / a sampled continuation")
 class Generation:
     """1 if the continuation names the answer, else 0: greedy and one temperature-1 sample."""
@@ -67,30 +95,18 @@ class Generation:
         rows = encode(tokenizer, [answer_context(f) for f in facts], max_length=1024)
         with evaluating(model):
             for index, (fact, row) in enumerate(zip(facts, rows, strict=True)):
-                greedy.append(self._hit(fact, self._continue(model, tokenizer, row, None)))
+                greedy.append(
+                    self._hit(fact, continuation(model, tokenizer, row, self.config.max_new_tokens))
+                )
                 sampled.append(
-                    self._hit(fact, self._continue(model, tokenizer, row, self.config.seed + index))
+                    self._hit(
+                        fact,
+                        continuation(
+                            model, tokenizer, row, self.config.max_new_tokens, self.config.seed + index
+                        ),
+                    )
                 )
         return {"generation_greedy": greedy, "generation_sampled": sampled}
-
-    def _continue(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, row: list[int], seed: int | None
-    ) -> str:
-        ids = torch.tensor([row], device=model_device(model))  # (1, prompt)
-        with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
-            if seed is not None:
-                torch.manual_seed(seed)
-            out = model.generate(  # type: ignore[operator]  # transformers' stub
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=self.config.max_new_tokens,
-                do_sample=seed is not None,
-                temperature=1.0 if seed is not None else None,
-                top_k=0 if seed is not None else None,
-                top_p=1.0 if seed is not None else None,
-                pad_token_id=pad_id(tokenizer),
-            )
-        return str(tokenizer.decode(out[0, len(row) :], skip_special_tokens=True))
 
     @staticmethod
     def _hit(fact: Fact, text: str) -> float:
