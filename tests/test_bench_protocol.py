@@ -190,7 +190,7 @@ def test_two_benches_on_a_demo_model_with_the_same_seed_write_identical_records(
 
 
 def test_extra_probes_are_scored_at_every_stage_and_the_worst_case_is_their_smallest_drop(inputs, tmp_path):
-    raw = raw_config(probes=["paraphrase", "generation"])
+    raw = raw_config(probes=["paraphrase", "generation"], probes_at="every_epoch")
     results = run_bench(inputs, raw, tmp_path / "out", progress=False)
     (run,) = results.runs
     for stage in ("before", "unlearned", "attack epoch 1", "post_attack"):
@@ -207,6 +207,36 @@ def test_extra_probes_are_scored_at_every_stage_and_the_worst_case_is_their_smal
     report = (tmp_path / "out" / "results.md").read_text()
     assert "under each probe" in report and "worst case (probe)" in report
     assert (tmp_path / "out" / "probes_budget10000pct.png").exists()
+
+
+@pytest.mark.parametrize("attack", ["finetune", "quantize"])
+def test_probes_at_the_chosen_point_equal_every_epoch_scoring_at_that_epoch(inputs, attack):
+    loaded = load_inputs(inputs, progress=False)
+    raw = raw_config(probes=["paraphrase"], attack=attack, metric="answer_prob")
+    raw["attack"] = (
+        {"epochs": 3, "batch_size": 4, "lr": 1e-3, "window": 1}
+        if attack == "finetune"
+        else {"formats": ["Q8_0", "Q4_0"]}
+    )
+    if attack == "finetune":
+        raw["bench"]["attack_lrs"] = [1e-3, 1e-2]
+    every, _, attack_cfg, _ = bench_configs(raw | {"bench": raw["bench"] | {"probes_at": "every_epoch"}})
+    chosen_bench, _, _, _ = bench_configs(raw)
+    start = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    full = sweep_attack(loaded, every, attack_cfg, 0, FACTS[:4], FACTS[4:])
+    once = sweep_attack(loaded, chosen_bench, attack_cfg, 0, FACTS[:4], FACTS[4:])
+    assert once.lr == full.lr
+    epoch = once.chosen.best_epochs["answer_prob"]
+    assert epoch > 0  # a replay, not the model as it came
+    at_epoch = full.chosen.history[epoch].per_fact
+    table = once.chosen.post_attack_per_fact
+    for name in ("paraphrase_acc_t1", "paraphrase_max_acc_t1"):
+        assert table.values[name] == pytest.approx(at_epoch.values[name], abs=1e-6)
+        assert once.chosen.best_epochs[name] == epoch
+    assert once.chosen.details["replay_difference"] == pytest.approx(0, abs=1e-6)
+    # the runs themselves scored the headline only: the probes cost one scoring, not one per epoch
+    assert all("paraphrase_acc_t1" not in e.per_fact.values for _, r in once.runs for e in r.history)
+    assert all(torch.equal(v, start[k]) for k, v in loaded.model.state_dict().items())
 
 
 def test_the_worst_case_is_the_cell_where_the_least_stays_forgotten():

@@ -37,8 +37,9 @@ RUN_SECTIONS = ["unlearn", "method", "attack", "eval"]
 class EvalConfig:
     """How V is asked, by every command that scores it (`cir bench`, `cir run`, `cir attack`)."""
 
-    # extra probes (`cir probes`) scoring V at every stage and attack epoch, beside the MCQ format's
-    # and recall; the bench's worst case is taken over them and its headline metric
+    # extra probes (`cir probes`) scoring V at every stage and attack epoch (the bench's attacks: see
+    # `bench.probes_at`), beside the MCQ format's and recall; the bench's worst case is taken over
+    # them and its headline metric
     probes: list[str] = field(default_factory=lambda: ["paraphrase", "generation"])
 
     def __post_init__(self) -> None:
@@ -126,6 +127,11 @@ class BenchConfig:
     eval_prompts: Literal["held_out", "trained"] = "held_out"
     attack_lrs: list[float] = field(default_factory=list)  # the attack's lr sweep; empty: attack.lr only
     control: bool = True  # also attack the never-unlearned model, the same way (drops measured against it)
+    # where the extra probes score V after an attack: "chosen", once per attack, on the model at the
+    # attacker's chosen point (the lr and epoch where V's smoothed `metric` peaks, replayed), for
+    # attacks that can replay (finetune, other_data, benign_relearn, quantize; the others score every
+    # epoch); "every_epoch": at every epoch of every run of the lr sweep (a probe's own best epoch)
+    probes_at: Literal["chosen", "every_epoch"] = "chosen"
     # the extra probes, from the `eval:` section (`EvalConfig`), set by `bench_configs`
     probes: list[str] = field(init=False, default_factory=list)
 
@@ -148,6 +154,7 @@ class BenchConfig:
                 ("folds", "0 (one split by val_fraction) or >= 2", self.folds == 0 or self.folds >= 2),
                 ("eval_prompts", "held_out or trained", self.eval_prompts in ("held_out", "trained")),
                 ("attack_lrs", "values > 0", all(lr > 0 for lr in self.attack_lrs)),
+                ("probes_at", "chosen or every_epoch", self.probes_at in ("chosen", "every_epoch")),
                 (
                     "probes",
                     f"registered probes {PROBES.names()}",

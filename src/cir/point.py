@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from cir.attacks.base import Attack, AttackConfig
+from cir.attacks.base import Attack, AttackConfig, Reachable
 from cir.budget import last_epoch_within
 from cir.data.facts import Fact, filter_known, fold_splits, split_facts, without_scored_prefix
 from cir.errors import ConfigError
@@ -225,11 +225,14 @@ def sweep_attack(
 
     Every run starts from the weights the model has on entry and the model is left in them. The attack
     is seeded by the bench seed and stops on the bench's metric (where its config has those fields).
-    The best run is the one whose post-attack value of `bench.metric` is best for the attacker.
+    The best run is the one whose post-attack value of `bench.metric` is best for the attacker. With
+    `bench.probes_at: chosen` and an attack that can replay (`Reachable`), the extra probes score V
+    once, at that run's best epoch (`probe_chosen_point`); otherwise at every epoch of every run.
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     lrs: list[float | None] = list(bench.attack_lrs) or [None]
     start = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    once = bench.probes_at == "chosen" and isinstance(ATTACKS.build(bench.attack, attack_cfg), Reachable)
     runs = []
     for index, lr in enumerate(lrs):
         if index:
@@ -237,11 +240,53 @@ def sweep_attack(
         config = attack_config_for(attack_cfg, bench, seed, lr)
         name = f"{label} lr {lr:g}" if lr is not None and label else label
         attack = ATTACKS.build(bench.attack, config)
-        runs.append((lr, attack.run(model, tokenizer, train, val, progress, name, bench.probes)))
+        probes = () if once else bench.probes
+        runs.append((lr, attack.run(model, tokenizer, train, val, progress, name, probes)))
     model.load_state_dict(start)
     sign = -1 if bench.metric in LOWER_IS_BETTER else 1
     lr, chosen = max(runs, key=lambda run: sign * run[1].post_attack.metric(bench.metric))
+    if once and bench.probes and chosen.post_attack_per_fact is not None:
+        config = attack_config_for(attack_cfg, bench, seed, lr)
+        probe_chosen_point(loaded, bench, ATTACKS.build(bench.attack, config), config, chosen, train, val)
+        model.load_state_dict(start)
     return SweptAttack(chosen, lr, runs)
+
+
+def probe_chosen_point(
+    loaded: Loaded,
+    bench: BenchConfig,
+    attack: Reachable,
+    config: AttackConfig,
+    chosen: AttackResult,
+    train: list[Fact],
+    val: list[Fact],
+) -> None:
+    """Score the extra probes on the model at `chosen`'s best epoch of `bench.metric`, into `chosen`.
+
+    The attack replays its run to that epoch (`Reachable.reach`) from the weights the model has on
+    entry; each probe column joins `chosen.post_attack_per_fact` with that epoch as its best. The
+    replayed headline metric must equal the run's own at that epoch: `details["replay_difference"]`
+    records the largest per-fact gap (0 on CPU, where training is deterministic).
+    """
+    model, tokenizer = loaded.model, loaded.tokenizer
+    epoch = chosen.best_epochs[bench.metric]
+    attack.reach(model, tokenizer, train, val, epoch)
+    mcq_format: McqFormat = getattr(config, "mcq_format", "choice")  # as the attack scored V
+    table = score_facts(
+        model, tokenizer, val, mcq_format, getattr(config, "eval_batch_size", 16), probes=bench.probes
+    )
+    scored = chosen.history[epoch].per_fact
+    gap = (
+        max(abs(a - b) for a, b in zip(table.values[bench.metric], scored.values[bench.metric], strict=True))
+        if scored is not None
+        else None
+    )
+    assert chosen.post_attack_per_fact is not None  # the caller's check
+    extra = {k: v for k, v in table.values.items() if k not in chosen.post_attack_per_fact.values}
+    chosen.post_attack_per_fact = FactTable({**chosen.post_attack_per_fact.values, **extra})
+    chosen.best_epochs.update(dict.fromkeys(extra, epoch))
+    chosen.details["probes_at"] = f"chosen point: epoch {epoch} of the chosen run, replayed"
+    chosen.details["replay_difference"] = gap
 
 
 def attack_config_for(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -78,6 +78,25 @@ class Attack(Protocol):
         Raises:
             DataError, ConfigError: as `check`, which `run` calls first.
         """
+
+
+@runtime_checkable
+class Reachable(Protocol):
+    """An attack that can bring a model back to any scored point of a run (finetune's kind, quantize).
+
+    The bench uses it to score its extra probes once, at the attacker's chosen point, instead of at
+    every epoch of every run (`bench.probes_at: chosen`).
+    """
+
+    def reach(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_facts: list[Fact],
+        eval_facts: list[Fact],
+        epoch: int,
+    ) -> None:
+        """Bring `model`, in the state `run` started from, to the state `run` scored as `history[epoch]`."""
 
 
 def trailing_mean(values: Sequence[float], window: int) -> list[float]:

@@ -12,7 +12,7 @@ run in place: save the unlearned model first if you need it again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -127,3 +127,20 @@ class Finetune:
         return attack_result(
             self.config, history, plan.window, stop_reason, watch.seconds, list(claimed), changes
         )
+
+    def reach(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_facts: list[Fact],
+        eval_facts: list[Fact],
+        epoch: int,
+    ) -> None:
+        """Bring `model`, in the state `run` started from, to its state after `epoch` epochs, in place.
+
+        Training is seeded and V's scoring draws no random numbers, so the first `epoch` epochs of a
+        run replay exactly on CPU (the bench checks it). Epoch 0 is the model as it is.
+        """
+        if epoch > 0:
+            replay = type(self)(replace(self.config, epochs=epoch, patience=0))
+            replay.run(model, tokenizer, train_facts, eval_facts, progress=False)

@@ -137,6 +137,22 @@ class Quantize:
             config, history, 1, "done", watch.seconds, details=details, definition=definition
         )
 
+    def reach(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_facts: list[Fact],
+        eval_facts: list[Fact],
+        epoch: int,
+    ) -> None:
+        """Put `model` through the round trip `run` scored at `epoch` (format `epoch`, 0 = none), in place."""
+        if epoch > 0:
+            name = self.config.formats[epoch - 1]
+            if name == "like_input":
+                round_trip_types(model, self._input_types(model))
+            else:
+                round_trip(model, name)
+
     def _input_types(self, model: PreTrainedModel) -> dict[str, str]:
         """Each linear module's type in the template file.
 
