@@ -6,5 +6,6 @@ from cir.attacks import (  # noqa: F401  (imported to register)
     finetune,
     lora,
     other_data,
+    paper_finetune,
     quantize,
 )
