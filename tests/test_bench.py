@@ -374,6 +374,18 @@ def test_markdown_and_plots_name_a_kl_budget_and_the_attack(bench_out, tmp_path)
     assert "attack epoch (a LoRA adapter trained on T)" in x_labels
 
 
+def test_merge_takes_parts_that_asked_v_with_different_extra_probes(bench_out):
+    whole = load_bench_results(bench_out / "results.json")
+    (cir, cir_part), (gd, gd_part) = split_by_method(whole)
+    other = json.loads(json.dumps(gd_part.config))
+    other["bench"]["probes"] = ["paraphrase"]  # the headline metric is scored the same way either way
+    del other["bench"]["probes_at"]  # a part written before the key
+    merged = merge_bench_results([(cir, cir_part), (gd, replace(gd_part, config=other))])
+    assert merged.table == whole.table
+    assert merged.config["bench"]["probes"] == ["paraphrase"]
+    assert merged.config["bench"]["probes_at"] == {cir: "chosen", gd: None}
+
+
 def test_merge_refuses_parts_of_different_benches(bench_out):
     (cir, cir_part), (gd, gd_part) = split_by_method(load_bench_results(bench_out / "results.json"))
     other = json.loads(json.dumps(gd_part.config))

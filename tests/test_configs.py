@@ -52,7 +52,10 @@ def test_shipped_config_builds(path):
         assert set(overrides) <= set(bench.methods) and bench.seeds >= 1 and loop.max_epochs >= 1
         sized = {"few_shot": lambda a: a.shots >= 1, "quantize": lambda a: bool(a.formats)}
         assert sized.get(bench.attack, lambda a: a.epochs >= 1)(attack)
-        if path.stem in ("smollm2_bench_protocol", "smollm2_bench_protocol_probes"):  # the attacker's best: a sweep around that lr, to a plateau
+        if path.stem in (
+            "smollm2_bench_protocol",
+            "smollm2_bench_protocol_probes",
+        ):  # the attacker's best: a sweep around that lr, to a plateau
             assert 3e-5 in bench.attack_lrs and max(bench.attack_lrs) >= 10 * min(bench.attack_lrs)
             assert attack.patience >= 1 and bench.folds >= 2 and bench.control
         elif path.stem.startswith("smollm2") and bench.attack == "finetune":

@@ -9,7 +9,7 @@ from cir.bench import run_bench
 from cir.cli import main
 from cir.errors import DataError
 from cir.report import load_bench_results
-from cir.robustness import robustness
+from cir.robustness import robustness, robustness_markdown
 from test_bench_protocol import inputs, raw_config  # noqa: F401  (the tiny city workspace fixture)
 
 
@@ -49,3 +49,34 @@ def test_parts_that_do_not_match_or_lack_per_fact_records_are_refused(two_benche
     bare = replace(finetune, runs=[replace(r, per_fact=[]) for r in finetune.runs])
     with pytest.raises(DataError, match="old: runs without per-fact records"):
         robustness([("old", bare)])
+
+
+def test_cells_a_part_did_not_measure_stay_empty_and_out_of_the_worst_case(two_benches):
+    finetune, quantize = (load_bench_results(folder / "results.json") for folder in two_benches)
+    grad_diff_only = replace(
+        quantize,
+        runs=[r for r in quantize.runs if r.method == "grad_diff"],
+        config=quantize.config | {"bench": quantize.config["bench"] | {"methods": ["grad_diff"]}},
+    )
+
+    def headline_only(record):
+        return replace(record, scores={k: v for k, v in record.scores.items() if "paraphrase" not in k})
+
+    # npo as a part without the extra probe would leave it: only its finetune/answer_prob cell is measured
+    npo_bare = replace(
+        finetune,
+        runs=[
+            replace(run, per_fact=[headline_only(r) for r in run.per_fact]) if run.method == "npo" else run
+            for run in finetune.runs
+        ],
+    )
+    (matrix,) = robustness([("finetune", npo_bare), ("quantize", grad_diff_only)])
+    assert set(matrix.cells["npo"]) == {("finetune", "answer_prob")}
+    assert len(matrix.cells["grad_diff"]) == len(matrix.columns) == 6
+    assert matrix.worst["npo"] == ("finetune", "answer_prob")
+    grad_diff = matrix.cells["grad_diff"]
+    assert matrix.worst["grad_diff"] == min(grad_diff, key=lambda c: grad_diff[c].estimate)
+    report = robustness_markdown([matrix])
+    assert "of the 1 of 6 cells measured" in report and "of 6 cells measured" not in report.replace(
+        "1 of 6", ""
+    )

@@ -307,9 +307,11 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
     """
 
     def settings(results: BenchResults) -> dict[str, Any]:
-        """The sections every part must share: bench (but its methods and seeds), unlearn and attack."""
-        # the control is the same attack in every part that ran it: one part's serves all
-        bench = {k: v for k, v in results.config["bench"].items() if k not in ("methods", "seeds", "control")}
+        """What every part must share: bench (but methods, seeds, control, probes), unlearn and attack."""
+        # the control is the same attack in every part that ran it: one part's serves all; the extra
+        # probes leave the headline metric as it is, so parts may differ in them (cells stay empty)
+        own = ("methods", "seeds", "control", "probes", "probes_at")
+        bench = {k: v for k, v in results.config["bench"].items() if k not in own}
         return {"bench": bench, "unlearn": results.config["unlearn"], "attack": results.config["attack"]}
 
     first_name, first = parts[0]
@@ -335,6 +337,9 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
         config["tuned"] |= part.config.get("tuned", {})
     config["bench"]["methods"] = methods
     config["bench"]["seeds"] = max(part.config["bench"]["seeds"] for _, part in parts)
+    probes = [p for _, part in parts for p in part.config["bench"].get("probes", [])]
+    config["bench"]["probes"] = list(dict.fromkeys(probes))  # every part's, in order
+    config["bench"]["probes_at"] = {n: part.config["bench"].get("probes_at") for n, part in parts}
     bench = config["bench"]
     merged = list(controls.values())
     rows = aggregate(runs, methods, bench["budgets"], bench["metric"], merged)

@@ -92,10 +92,11 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
             raise DataError(f"{name}: {part.facts} facts, {first_name} has {first.facts}")
         if not all(run.per_fact for run in part.runs):
             raise DataError(f"{name}: runs without per-fact records; rerun the bench with this version")
-    methods = [m for m in bench["methods"] if all(m in p.config["bench"]["methods"] for _, p in parts)]
+    # every method of any part: a cell a part did not measure stays empty (and out of the worst case)
+    methods = list(dict.fromkeys(m for _, p in parts for m in p.config["bench"]["methods"]))
     budgets = [b for b in bench["budgets"] if all(b in p.config["bench"]["budgets"] for _, p in parts)]
-    if not methods or not budgets:
-        raise DataError("robustness: the parts share no method or no budget")
+    if not budgets:
+        raise DataError("robustness: the parts share no budget")
     names = [p.config["bench"]["attack"] for _, p in parts]
     headline = "drop_vs_control" if all(p.controls for _, p in parts) else "drop"
     matrices = []
@@ -109,12 +110,13 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
             controls = part.controls if headline == "drop_vs_control" else ()
             for method in methods:
                 mine = [r for r in runs if r.method == method]
-                drops, _ = probe_row(mine, metrics, controls, headline)
+                drops, _ = probe_row(mine, metrics, controls, headline) if mine else ({}, None)
                 matrix.cells.setdefault(method, {}).update({(label, m): i for m, i in drops.items()})
             for m in metrics:
                 effect = control_effect(part.controls, m)
                 if effect is not None:
                     matrix.controls[(label, m)] = effect
+        matrix.cells = {method: row for method, row in matrix.cells.items() if row}
         for method, row in matrix.cells.items():
             matrix.worst[method] = min(row, key=lambda column: row[column].estimate)
         matrices.append(matrix)
@@ -127,7 +129,8 @@ def robustness_markdown(matrices: Sequence[Robustness]) -> str:
     lines.append(
         "Each cell: a method's drop (against the attack on the never-unlearned model where the benches "
         "ran that control), mean over facts [95% bootstrap interval]. Worst case: the method's smallest "
-        "cell, the attacker's best attack x probe pair. Control: what the attack alone does to V on the "
+        "cell, the attacker's best attack x probe pair (over the cells measured: an empty cell was not "
+        "run, and the worst case can only be lower). Control: what the attack alone does to V on the "
         "never-unlearned model (after minus before)."
     )
     for matrix in matrices:
@@ -135,7 +138,7 @@ def robustness_markdown(matrices: Sequence[Robustness]) -> str:
         rows = [
             {"method": method}
             | {n: row[c].format() if c in row else "" for n, c in zip(names, matrix.columns, strict=True)}
-            | {"worst case": f"{row[matrix.worst[method]].format()} ({'/'.join(matrix.worst[method])})"}
+            | {"worst case": worst_text(matrix, method)}
             for method, row in matrix.cells.items()
         ]
         control = {"method": "control: attack alone"} | {
@@ -145,6 +148,15 @@ def robustness_markdown(matrices: Sequence[Robustness]) -> str:
         lines += ["", f"## Budget {100 * matrix.budget:g}% ({matrix.headline.replace('_', ' ')})", ""]
         lines.append(table([*rows, control], ["method", *names, "worst case"], markdown=True))
     return "\n".join(lines) + "\n"
+
+
+def worst_text(matrix: Robustness, method: str) -> str:
+    """The method's worst cell and its column; "of N of M cells" when some cells were not measured."""
+    row, column = matrix.cells[method], matrix.worst[method]
+    text = f"{row[column].format()} ({'/'.join(column)})"
+    if len(row) < len(matrix.columns):
+        text += f", of the {len(row)} of {len(matrix.columns)} cells measured"
+    return text
 
 
 def write_robustness(

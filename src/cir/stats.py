@@ -93,11 +93,12 @@ def v_values(runs: Sequence[BenchRun], stage: str, metric: str) -> dict[FactKey,
     """V's `metric` at `stage` ("before", "unlearned", "post_attack") per (seed, fact), from per-fact records.
 
     A run without per-fact records (results written before them) gives its mean under the key
-    (seed, "run <fold>").
+    (seed, "run <fold>"). Records without `metric` (an extra probe a merged part did not run) are left
+    out, so its cells stay empty.
     """
     values = {}
     for run in runs:
-        records = [r for r in run.per_fact if r.split == "V" and r.stage == stage]
+        records = [r for r in run.per_fact if r.split == "V" and r.stage == stage and metric in r.scores]
         if not run.per_fact:
             values[(run.seed, f"run {run.fold}")] = run.v(stage).metric(metric)
         for record in records:
@@ -111,7 +112,7 @@ def control_values(controls: Sequence[ControlRun], metric: str) -> dict[FactKey,
         (c.seed, r.fact): r.scores[metric]
         for c in controls
         for r in c.per_fact
-        if r.split == "V" and r.stage == "post_attack"
+        if r.split == "V" and r.stage == "post_attack" and metric in r.scores
     }
 
 
