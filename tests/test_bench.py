@@ -286,7 +286,9 @@ def test_budgets_keeping_the_same_epoch_share_one_attack(tmp_path, capsys, monke
 
     monkeypatch.setattr("cir.point.ATTACKS.build", counting_build)
     results = run_tiny_bench(tmp_path, capsys, progress=False)
-    assert len(calls) == 2 + 2  # one per seed, not per (seed, budget); and each seed's control
+    # one per seed, not per (seed, budget), and each seed's control; each twice: finetune, then the
+    # default extra attack (quantize) on the same model
+    assert len(calls) == 2 * (2 + 2)
     for seed in (0, 1):
         small, large = sorted((r for r in results.runs if r.seed == seed), key=lambda r: r.budget)
         assert small.epochs == large.epochs == 2

@@ -57,8 +57,9 @@ def inputs(tmp_path):
 
 
 def raw_config(probes=(), **bench):
+    fixed = {"methods": ["grad_diff"], "budgets": [100.0], "seeds": 1, "known_threshold": 0}
     return {
-        "bench": {"methods": ["grad_diff"], "budgets": [100.0], "seeds": 1, "known_threshold": 0} | bench,
+        "bench": fixed | {"extra_attacks": []} | bench,
         "eval": {"probes": list(probes)},
         "unlearn": {"max_epochs": 1, "batch_size": 2, "track_kl": False, **tiny.PAPER_LOOP},
         "attack": {"epochs": 2, "batch_size": 4, "lr": 1e-3},
@@ -205,7 +206,7 @@ def test_extra_probes_are_scored_at_every_stage_and_the_worst_case_is_their_smal
     drops = fact_drops(results.runs, "paraphrase_acc_t1", results.controls)["drop_vs_control"]
     assert estimates["paraphrase_acc_t1"] == pytest.approx(sum(drops.values()) / len(drops))
     report = (tmp_path / "out" / "results.md").read_text()
-    assert "under each probe" in report and "worst case (probe)" in report
+    assert "under each attack and probe" in report and "worst case (attack/probe)" in report
     assert (tmp_path / "out" / "probes_budget10000pct.png").exists()
 
 
@@ -237,6 +238,33 @@ def test_probes_at_the_chosen_point_equal_every_epoch_scoring_at_that_epoch(inpu
     # the runs themselves scored the headline only: the probes cost one scoring, not one per epoch
     assert all("paraphrase_acc_t1" not in e.per_fact.values for _, r in once.runs for e in r.history)
     assert all(torch.equal(v, start[k]) for k, v in loaded.model.state_dict().items())
+
+
+def test_extra_attacks_run_on_the_same_models_as_their_own_bench_and_enter_the_worst_case(inputs, tmp_path):
+    quantize = {"formats": ["Q8_0", "Q4_0"]}
+    both = raw_config(probes=["paraphrase"], folds=2, extra_attacks=["quantize"]) | {
+        "attacks": {"quantize": quantize}
+    }
+    alone = raw_config(probes=["paraphrase"], folds=2, attack="quantize") | {"attack": quantize}
+    results = run_bench(inputs, both, tmp_path / "both", progress=False)
+    own = run_bench(inputs, alone, tmp_path / "alone", progress=False)
+    for run, own_run in zip(results.runs, own.runs, strict=True):
+        extra = records(run, "post_attack:quantize")
+        assert len(extra) == len(records(run, "post_attack")) > 0
+        assert extra == [replace(r, stage="post_attack:quantize") for r in records(own_run, "post_attack")]
+        assert records(run, "quantize epoch 2")  # each format's scoring, as the attack's own records
+    for control, own_control in zip(results.controls, own.controls, strict=True):
+        assert records(control, "post_attack:quantize") == [
+            replace(r, stage="post_attack:quantize") for r in records(own_control, "post_attack")
+        ]
+    (row,) = results.table
+    (own_row,) = own.table
+    drops = row["probe_drops"]
+    assert {"answer_prob", "quantize/answer_prob", "quantize/paraphrase_acc_t1"} <= set(drops)
+    assert drops["quantize/paraphrase_acc_t1"] == own_row["probe_drops"]["paraphrase_acc_t1"]
+    estimates = {k: v["estimate"] for k, v in drops.items()}
+    assert row["worst_case"] == min(estimates, key=estimates.get)
+    assert "quantize/answer_prob" in (tmp_path / "both" / "results.md").read_text()
 
 
 def test_the_worst_case_is_the_cell_where_the_least_stays_forgotten():

@@ -189,7 +189,7 @@ def test_split_sections_returns_the_used_ones_and_ignores_the_other_known_ones()
         "method": {},
     }
     assert split_sections(data, ["attack"], "run.yaml") == {"attack": {"epochs": 2}}
-    assert set(SECTIONS) == {"unlearn", "method", "methods", "attack", "bench", "tune", "eval"}
+    assert set(SECTIONS) == {"unlearn", "method", "methods", "attack", "attacks", "bench", "tune", "eval"}
     assert split_sections({**data, "tune": {"trials": 3}}, ["tune"], "run.yaml") == {"tune": {"trials": 3}}
 
 

@@ -150,3 +150,16 @@ def test_each_command_builds_its_typed_experiment_once_from_one_file():
     )
     with pytest.raises(AssertionError, match="not built by for_bench"):
         run.bench_parts()
+
+
+def test_an_extra_attacks_settings_must_name_an_extra_attack_and_the_bench_attack_is_not_repeated():
+    from cir.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"attacks\.lora is set but 'lora' is not in bench\.extra_attacks"):
+        bench_configs({"attacks": {"lora": {"rank": 4}}})
+    with pytest.raises(ConfigError, match=r"attacks\.quantize"):
+        bench_configs({"attacks": {"quantize": {"formats": ["Q3_K"]}}})
+    bench, _, _, _ = bench_configs({"bench": {"attack": "quantize"}})
+    assert bench.extra_attacks == [] and bench.extra_configs == {}  # quantize runs once, as the attack
+    bench, _, _, _ = bench_configs({"attacks": {"quantize": {"formats": ["Q8_0"]}}})
+    assert bench.extra_attacks == ["quantize"] and bench.extra_configs["quantize"].formats == ["Q8_0"]

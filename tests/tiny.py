@@ -165,6 +165,7 @@ PAPER_LOOP = {"step_per": "batch", "check_every": 0, "max_backoffs": 0}
 
 FAST_BENCH_ARGS = [
     "eval.probes=[]",  # the extra probes are tested on their own (tests/probes, test_bench_protocol)
+    "bench.extra_attacks=[]",  # so are the extra attacks (test_bench_protocol)
     "bench.known_threshold=0",
     "bench.val_fraction=0.34",
     "unlearn.max_epochs=1",

@@ -74,6 +74,8 @@ def run_bench(
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
     check_tuned_shape(studies, model_shape(loaded.model))
     check_splits(facts, bench, ATTACKS.build(bench.attack, attack))
+    for name, config in bench.extra_configs.items():
+        check_splits(facts, bench, ATTACKS.build(name, config))
     heldout = Selectivity.of(loaded, bench, loop)
     ids = fact_ids(loaded)
     runs: list[BenchRun] = []

@@ -24,7 +24,7 @@ from cir.files import read_text
 T = TypeVar("T")
 
 # Every top-level section of a config file; each command reads the ones it uses and ignores the rest.
-SECTIONS = ("unlearn", "method", "methods", "attack", "bench", "tune", "eval")
+SECTIONS = ("unlearn", "method", "methods", "attack", "attacks", "bench", "tune", "eval")
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def attack_config(name: str, sections: dict[str, dict[str, Any]], source: str = 
     return from_dict(ATTACKS.get(name).config_class, sections["attack"], f"{source}: attack")
 
 
-BENCH_SECTIONS = ["bench", "unlearn", "attack", "methods", "eval"]
+BENCH_SECTIONS = ["bench", "unlearn", "attack", "attacks", "methods", "eval"]
 
 
 @dataclass
@@ -134,15 +134,23 @@ class BenchConfig:
     # attacks that can replay (finetune, other_data, benign_relearn, quantize; the others score every
     # epoch); "every_epoch": at every epoch of every run of the lr sweep (a probe's own best epoch)
     probes_at: Literal["chosen", "every_epoch"] = "chosen"
+    # attacks also run on every model `attack` attacks (each method's and the control), each fold,
+    # after it: each is a further column of the matrix (methods x attack/probe) and of the worst case.
+    # quantize costs seconds, so every bench asks whether a user's export would give the facts back.
+    # Settings under `attacks.<name>` (defaults otherwise); one with an lr sweeps `attack_lrs`.
+    extra_attacks: list[str] = field(default_factory=lambda: ["quantize"])
     # the extra probes, from the `eval:` section (`EvalConfig`), set by `bench_configs`
     probes: list[str] = field(init=False, default_factory=list)
+    # each extra attack's config, from the `attacks:` section, set by `bench_configs`
+    extra_configs: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Check ranges.
+        """Check ranges; drop `attack` from `extra_attacks` (it runs anyway, e.g. `bench.attack=quantize`).
 
         Raises:
             ConfigError: naming every field out of range.
         """
+        self.extra_attacks = [a for a in self.extra_attacks if a != self.attack]
         require(
             self,
             "bench",
@@ -157,6 +165,12 @@ class BenchConfig:
                 ("eval_prompts", "held_out or trained", self.eval_prompts in ("held_out", "trained")),
                 ("attack_lrs", "values > 0", all(lr > 0 for lr in self.attack_lrs)),
                 ("probes_at", "chosen or every_epoch", self.probes_at in ("chosen", "every_epoch")),
+                (
+                    "extra_attacks",
+                    f"distinct registered attacks {ATTACKS.names()}",
+                    all(a in ATTACKS.names() for a in self.extra_attacks)
+                    and len(set(self.extra_attacks)) == len(self.extra_attacks),
+                ),
                 (
                     "probes",
                     f"registered probes {PROBES.names()}",
@@ -201,9 +215,34 @@ def bench_configs(
         )
     bench = from_dict(BenchConfig, sections["bench"], "config: bench")
     bench.probes = list(from_dict(EvalConfig, sections["eval"], "config: eval").probes)
+    bench.extra_configs = extra_attack_configs(bench, sections["attacks"])
     loop = from_dict(UnlearnConfig, sections["unlearn"], "config: unlearn")
     per_method_configs([*bench.methods, *extra_methods], sections["methods"])
     return bench, loop, attack_config(bench.attack, sections), sections["methods"]
+
+
+def extra_attack_configs(bench: BenchConfig, section: dict[str, Any]) -> dict[str, AttackConfig]:
+    """The config of each of `bench.extra_attacks`, from its `attacks.<name>` mapping (or defaults).
+
+    Raises:
+        ConfigError: for a section of an attack not in `bench.extra_attacks`, or a bad key.
+    """
+    stray = [name for name in section if name not in bench.extra_attacks]
+    if stray:
+        raise ConfigError(
+            f"config: attacks.{stray[0]} is set but {stray[0]!r} is not in bench.extra_attacks "
+            f"{bench.extra_attacks}"
+        )
+    configs: dict[str, AttackConfig] = {}
+    for name in bench.extra_attacks:
+        own = section.get(name) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"config: attacks.{name} must be a mapping, got {type(own).__name__}")
+        try:
+            configs[name] = from_dict(ATTACKS.get(name).config_class, own, f"config: attacks.{name}")
+        except ConfigError as error:  # an attack's own checks name its keys "attack.<key>"
+            raise ConfigError(str(error).replace("attack.", f"attacks.{name}.")) from None
+    return configs
 
 
 def per_method_configs(

@@ -33,6 +33,7 @@ from cir.records import (
     FactRecord,
     FactTable,
     TrajectoryPoint,
+    post_attack_stage,
 )
 from cir.registry import ATTACKS
 from cir.unlearn import UnlearnConfig, UnlearnData, UnlearnResult, unlearn
@@ -304,16 +305,49 @@ def attack_config_for(
     return replace(attack_cfg, **changes)
 
 
-def attack_records(ids: Mapping[Fact, str], val: Sequence[Fact], swept: SweptAttack) -> list[FactRecord]:
-    """V's per-fact records of every epoch of every run of the sweep, and at the chosen post-attack point."""
+def attack_records(
+    ids: Mapping[Fact, str], val: Sequence[Fact], swept: SweptAttack, attack: str | None = None
+) -> list[FactRecord]:
+    """V's per-fact records of every epoch of every run of the sweep, and at the chosen post-attack point.
+
+    `attack` names an extra attack (`bench.extra_attacks`), whose stages carry its name:
+    "<attack> epoch 2", "post_attack:<attack>"; the bench's own attack's are "attack epoch 2", "post_attack".
+    """
     records = []
     for lr, result in swept.runs:
-        prefix = f"attack lr={lr:g}" if lr is not None else "attack"
+        prefix = attack or "attack"
+        prefix += f" lr={lr:g}" if lr is not None else ""
         for entry in result.history:
             if entry.per_fact is not None:
                 records += stage_records(ids, val, "V", f"{prefix} epoch {entry.epoch}", entry.per_fact)
     if swept.chosen.post_attack_per_fact is not None:
-        records += stage_records(ids, val, "V", "post_attack", swept.chosen.post_attack_per_fact)
+        stage = post_attack_stage(attack)
+        records += stage_records(ids, val, "V", stage, swept.chosen.post_attack_per_fact)
+    return records
+
+
+def extra_attack_records(
+    loaded: Loaded,
+    bench: BenchConfig,
+    seed: int,
+    train: list[Fact],
+    val: list[Fact],
+    ids: Mapping[Fact, str],
+    progress: bool = False,
+    label: str | None = None,
+) -> list[FactRecord]:
+    """Each of `bench.extra_attacks` on the model as it is (left as it came), with the same T and V.
+
+    Each is swept as the bench's attack is (over `bench.attack_lrs` when it has an lr, seeded by the
+    bench seed, the extra probes at its chosen point); its records are named by `attack_records`.
+    """
+    records = []
+    for name, config in bench.extra_configs.items():
+        lrs = bench.attack_lrs if "lr" in {f.name for f in fields(config)} else []
+        own = replace(bench, attack=name, attack_lrs=list(lrs), extra_attacks=[])
+        own.probes = bench.probes
+        swept = sweep_attack(loaded, own, config, seed, train, val, progress, label)
+        records += attack_records(ids, val, swept, name)
     return records
 
 
@@ -373,27 +407,28 @@ def bench_point(
     label = f"{name} seed {seed}"
     result = unlearn_once(loaded, unlearned_facts, [], config, method_config, progress, label, monitored)
     runs = []
-    attacked: dict[int, tuple[FactTable, FactTable | None, list[SweptAttack]]] = {}  # by kept epoch
+    # by kept epoch: V scored there, the held-out facts, each fold's attack and its extra attacks' records
+    attacked: dict[int, tuple[FactTable, FactTable | None, list[SweptAttack], list[list[FactRecord]]]] = {}
     for budget in budgets:
         epoch = kept_epoch(result, budget)
         if epoch not in attacked:  # budgets keeping the same epoch share its model, so its attacks
             budget_model(result, budget, original)
             unlearned = score(loaded, facts, bench, loop)
             held = heldout.score(loaded) if heldout is not None else None
-            swept = [
-                sweep_attack(
-                    loaded, bench, attack_cfg, seed, t, v, progress, fold_label(label, budget, k, bench)
-                )
-                for k, (t, v) in enumerate(splits)
-            ]
-            attacked[epoch] = (unlearned, held, swept)
-        unlearned, held, swept = attacked[epoch]
+            swept, extra = [], []
+            for k, (t, v) in enumerate(splits):
+                fold_name = fold_label(label, budget, k, bench)
+                swept.append(sweep_attack(loaded, bench, attack_cfg, seed, t, v, progress, fold_name))
+                extra.append(extra_attack_records(loaded, bench, seed, t, v, ids, progress, fold_name))
+            attacked[epoch] = (unlearned, held, swept, extra)
+        unlearned, held, swept, extra = attacked[epoch]
         for fold, ((t, v), attack) in enumerate(zip(splits, swept, strict=True)):
             index = [facts.index(f) for f in v]
             run = bench_run(
                 name, seed, budget, before.subset(index), result, epoch, unlearned.subset(index), attack
             )
             records = split_records(ids, facts, t, v, before, unlearned) + attack_records(ids, v, attack)
+            records += extra[fold]
             if heldout is not None and held is not None:
                 records += heldout.records(ids, "before", heldout.before)
                 records += heldout.records(ids, "unlearned", held)
@@ -466,6 +501,7 @@ def control_point(
         label = f"control seed {seed}" + (f" fold {fold}" if bench.folds else "")
         swept = sweep_attack(loaded, bench, attack_cfg, seed, train, val, progress, label)
         records = stage_records(ids, val, "V", "before", before) + attack_records(ids, val, swept)
+        records += extra_attack_records(loaded, bench, seed, train, val, ids, progress, label)
         chosen = swept.chosen
         runs.append(
             ControlRun(

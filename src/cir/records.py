@@ -104,6 +104,14 @@ class FactScores:
         return cls(**{name: float(data[name]) for name in FACT_METRICS})
 
 
+POST_ATTACK = "post_attack"  # the stage of the bench attack's post-attack records
+
+
+def post_attack_stage(attack: str | None = None) -> str:
+    """The stage name of post-attack records: the bench's attack's, or an extra attack's."""
+    return POST_ATTACK if attack is None else f"{POST_ATTACK}:{attack}"
+
+
 @dataclass(frozen=True)
 class FactTable:
     """Every fact metric of each fact of a set, in fact order: the per-fact form of `FactScores`.

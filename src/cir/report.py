@@ -125,7 +125,7 @@ def bench_markdown(results: BenchResults) -> str:
                     if "intervals" in r
                     else {"ratio vs best baseline": _ratio_cell(r) if r["method"] == "cir" else ""}
                 ),
-                **({"worst case (probe)": _worst_cell(r)} if len(r.get("probe_drops", {})) > 1 else {}),
+                **({"worst case (attack/probe)": _worst_cell(r)} if len(r.get("probe_drops", {})) > 1 else {}),
                 "general loss Δ%": _pm(r, "general_loss_change", 2),
                 "held-out Δ": _pm(r, "heldout_change"),  # n/a without held-out facts
                 "epochs": _pm(r, "epochs", 1),
@@ -139,7 +139,12 @@ def bench_markdown(results: BenchResults) -> str:
         matrix = [r for r in rows if len(r.get("probe_drops", {})) > 1]
         if matrix:
             headline = matrix[0].get("headline", "drop").replace("_", " ")
-            lines += ["", f"V {headline} under each probe, post-attack [95% CI over facts]", ""]
+            lines += [
+                "",
+                f"V {headline} under each attack and probe, post-attack [95% CI over facts]; a column "
+                f"without an attack's name is {bench['attack']}'s",
+                "",
+            ]
             cells_by_probe = [
                 {"method": r["method"]}
                 | {p: Interval.from_json(i).format() for p, i in r["probe_drops"].items()}
@@ -250,8 +255,9 @@ def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
         "vs_best": "the headline drop (vs control when there is one) minus the best baseline's, paired by "
         "fact; a difference is called only when its interval excludes 0",
         "ratio_of_means": "mean headline drop / the best baseline's mean headline drop over the same facts",
-        "worst_case": "the probe metric (the headline one or an extra probe's) under which the headline drop "
-        "is smallest: the attacker's best way of asking (each probe at the attack's best epoch for it)",
+        "worst_case": "the attack and probe metric (the bench's attack or an extra one; the headline metric or "
+        "an extra probe's) under which the headline drop is smallest: the attacker's best pair (each probe "
+        "at the attacker's chosen point, `bench.probes_at`)",
         "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
         "acc_t1": "mean renormalised probability of the right choice",
         "acc_t0": "argmax accuracy",
@@ -309,8 +315,8 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
     def settings(results: BenchResults) -> dict[str, Any]:
         """What every part must share: bench (but methods, seeds, control, probes), unlearn and attack."""
         # the control is the same attack in every part that ran it: one part's serves all; the extra
-        # probes leave the headline metric as it is, so parts may differ in them (cells stay empty)
-        own = ("methods", "seeds", "control", "probes", "probes_at")
+        # probes and attacks leave the headline as it is, so parts may differ in them (cells stay empty)
+        own = ("methods", "seeds", "control", "probes", "probes_at", "extra_attacks", "extra_configs")
         bench = {k: v for k, v in results.config["bench"].items() if k not in own}
         return {"bench": bench, "unlearn": results.config["unlearn"], "attack": results.config["attack"]}
 
@@ -340,6 +346,8 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
     probes = [p for _, part in parts for p in part.config["bench"].get("probes", [])]
     config["bench"]["probes"] = list(dict.fromkeys(probes))  # every part's, in order
     config["bench"]["probes_at"] = {n: part.config["bench"].get("probes_at") for n, part in parts}
+    extra = [a for _, part in parts for a in part.config["bench"].get("extra_attacks", [])]
+    config["bench"]["extra_attacks"] = list(dict.fromkeys(extra))  # every part's (its records say which)
     bench = config["bench"]
     merged = list(controls.values())
     rows = aggregate(runs, methods, bench["budgets"], bench["metric"], merged)

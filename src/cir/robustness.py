@@ -21,9 +21,9 @@ from typing import Any
 from cir.errors import DataError
 from cir.intervals import Interval, by_unit_means, mean_interval
 from cir.outputs import atomic_output_dir, write_json_atomic
-from cir.records import BenchResults, ControlRun
+from cir.records import POST_ATTACK, BenchResults, ControlRun, post_attack_stage
 from cir.report import table
-from cir.stats import probe_metrics, probe_row
+from cir.stats import extra_attacks, probe_metrics, probe_row
 
 
 @dataclass
@@ -53,17 +53,10 @@ class Robustness:
         }
 
 
-def attack_name(results: BenchResults, folder: str) -> str:
-    """The attack a part ran, with its folder's name where two parts ran the same attack."""
-    return f"{results.config['bench']['attack']} ({folder})"
-
-
-def control_effect(controls: Sequence[ControlRun], metric: str) -> Interval | None:
-    """The attack's effect on the never-unlearned model: V post-attack minus before, per fact."""
+def control_effect(controls: Sequence[ControlRun], metric: str, stage: str = POST_ATTACK) -> Interval | None:
+    """The attack's effect on the never-unlearned model: V post-attack (`stage`) minus before, per fact."""
     before = {(c.seed, r.fact): r.scores[metric] for c in controls for r in c.per_fact if r.stage == "before"}
-    after = {
-        (c.seed, r.fact): r.scores[metric] for c in controls for r in c.per_fact if r.stage == "post_attack"
-    }
+    after = {(c.seed, r.fact): r.scores[metric] for c in controls for r in c.per_fact if r.stage == stage}
     rises = by_unit_means(
         (fact, after[(seed, fact)] - v) for (seed, fact), v in before.items() if (seed, fact) in after
     )
@@ -103,19 +96,23 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
     for budget in budgets:
         matrix = Robustness(budget, headline, [])
         for (folder, part), attack in zip(parts, names, strict=True):
-            label = attack if names.count(attack) == 1 else attack_name(part, folder)
             runs = [r for r in part.runs if r.budget == budget]
-            metrics = probe_metrics(runs, bench["metric"])
-            matrix.columns += [(label, m) for m in metrics]
             controls = part.controls if headline == "drop_vs_control" else ()
-            for method in methods:
-                mine = [r for r in runs if r.method == method]
-                drops, _ = probe_row(mine, metrics, controls, headline) if mine else ({}, None)
-                matrix.cells.setdefault(method, {}).update({(label, m): i for m, i in drops.items()})
-            for m in metrics:
-                effect = control_effect(part.controls, m)
-                if effect is not None:
-                    matrix.controls[(label, m)] = effect
+            # the part's attack, then each extra attack it ran on the same models
+            attacks = [(attack, POST_ATTACK)] + [(a, post_attack_stage(a)) for a in extra_attacks(runs)]
+            for label, stage in attacks:
+                metrics = probe_metrics(runs, bench["metric"], stage)
+                if any((label, m) in matrix.columns for m in metrics) or names.count(label) > 1:
+                    label = f"{label} ({folder})"  # two parts ran this attack: name each by its folder
+                matrix.columns += [(label, m) for m in metrics]
+                for method in methods:
+                    mine = [r for r in runs if r.method == method]
+                    drops, _ = probe_row(mine, metrics, controls, headline, stage) if mine else ({}, None)
+                    matrix.cells.setdefault(method, {}).update({(label, m): i for m, i in drops.items()})
+                for m in metrics:
+                    effect = control_effect(part.controls, m, stage)
+                    if effect is not None:
+                        matrix.controls[(label, m)] = effect
         matrix.cells = {method: row for method, row in matrix.cells.items() if row}
         for method, row in matrix.cells.items():
             matrix.worst[method] = min(row, key=lambda column: row[column].estimate)

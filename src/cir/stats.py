@@ -26,7 +26,7 @@ from cir.intervals import (
     paired_difference_interval,
     ratio_of_means_interval,
 )
-from cir.records import FACT_METRICS, LOWER_IS_BETTER, BenchRun, ControlRun
+from cir.records import FACT_METRICS, LOWER_IS_BETTER, POST_ATTACK, BenchRun, ControlRun, post_attack_stage
 from cir.registry import METHODS
 
 V_METRICS = ("answer_prob", "acc_t1", "acc_t0")  # the bench reports each at every stage
@@ -106,13 +106,15 @@ def v_values(runs: Sequence[BenchRun], stage: str, metric: str) -> dict[FactKey,
     return values
 
 
-def control_values(controls: Sequence[ControlRun], metric: str) -> dict[FactKey, float]:
-    """V's post-attack `metric` on the never-unlearned model per (seed, fact)."""
+def control_values(
+    controls: Sequence[ControlRun], metric: str, stage: str = POST_ATTACK
+) -> dict[FactKey, float]:
+    """V's post-attack `metric` on the never-unlearned model per (seed, fact) (`stage`: an extra attack's)."""
     return {
         (c.seed, r.fact): r.scores[metric]
         for c in controls
         for r in c.per_fact
-        if r.split == "V" and r.stage == "post_attack" and metric in r.scores
+        if r.split == "V" and r.stage == stage and metric in r.scores
     }
 
 
@@ -128,17 +130,18 @@ def by_seed(values: dict[FactKey, float]) -> dict[int, float]:
 
 
 def fact_drops(
-    runs: Sequence[BenchRun], metric: str, controls: Sequence[ControlRun] = ()
+    runs: Sequence[BenchRun], metric: str, controls: Sequence[ControlRun] = (), stage: str = POST_ATTACK
 ) -> dict[str, dict[FactKey, float]]:
     """Per (seed, fact): "drop" = before - post-attack; with controls, "drop_vs_control" = control - post.
 
-    Signs are flipped for a metric where lower is better (recall_loss), so a larger drop always means
-    more forgotten.
+    Post-attack is `stage` (an extra attack's: `post_attack_stage(name)`), the control's too. Signs
+    are flipped for a metric where lower is better (recall_loss), so a larger drop always means more
+    forgotten.
     """
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    before, post = v_values(runs, "before", metric), v_values(runs, "post_attack", metric)
+    before, post = v_values(runs, "before", metric), v_values(runs, stage, metric)
     drops = {"drop": {k: sign * (before[k] - post[k]) for k in post if k in before}}
-    control = control_values(controls, metric)
+    control = control_values(controls, metric, stage)
     if control:
         drops["drop_vs_control"] = {k: sign * (control[k] - post[k]) for k in post if k in control}
     return drops
@@ -212,25 +215,53 @@ def row_intervals(
     return intervals
 
 
-def probe_metrics(runs: Sequence[BenchRun], metric: str) -> list[str]:
-    """The bench metric, then every extra probe column of the runs' post-attack records, in record order."""
+def probe_metrics(runs: Sequence[BenchRun], metric: str, stage: str = POST_ATTACK) -> list[str]:
+    """The bench metric, then every extra probe column of the runs' `stage` records, in record order."""
     found = dict.fromkeys([metric])
     for run in runs:
         for record in run.per_fact:
-            if record.stage == "post_attack":
+            if record.stage == stage:
                 found |= dict.fromkeys(k for k in record.scores if k not in FACT_METRICS)
     return list(found)
 
 
 def probe_row(
-    runs: Sequence[BenchRun], metrics: Sequence[str], controls: Sequence[ControlRun], headline: str
+    runs: Sequence[BenchRun],
+    metrics: Sequence[str],
+    controls: Sequence[ControlRun],
+    headline: str,
+    stage: str = POST_ATTACK,
 ) -> tuple[dict[str, Interval], str | None]:
     """The headline drop's interval under each probe metric, and the metric where it is smallest."""
     drops = {}
     for name in metrics:
-        values = fact_drops(runs, name, controls).get(headline, {})
+        values = fact_drops(runs, name, controls, stage).get(headline, {})
         if values:
             drops[name] = mean_interval(list(by_fact(values).values()))
+    worst = min(drops, key=lambda name: drops[name].estimate, default=None)
+    return drops, worst
+
+
+def extra_attacks(runs: Sequence[BenchRun]) -> list[str]:
+    """The extra attacks (`bench.extra_attacks`) the runs' records hold, in record order."""
+    marker = post_attack_stage("")
+    stages = (r.stage for run in runs for r in run.per_fact if r.stage.startswith(marker))
+    return list(dict.fromkeys(stage.removeprefix(marker) for stage in stages))
+
+
+def attack_probe_row(
+    runs: Sequence[BenchRun], metric: str, controls: Sequence[ControlRun], headline: str
+) -> tuple[dict[str, Interval], str | None]:
+    """The headline drop under every probe after every attack, and the column where it is smallest.
+
+    Columns: the bench's attack's by metric ("acc_t1", "paraphrase_acc_t1", ...), then each extra
+    attack's ("quantize/acc_t1", ...). The smallest is the worst case: the attacker's best pair.
+    """
+    drops, _ = probe_row(runs, probe_metrics(runs, metric), controls, headline)
+    for attack in extra_attacks(runs):
+        stage = post_attack_stage(attack)
+        more, _ = probe_row(runs, probe_metrics(runs, metric, stage), controls, headline, stage)
+        drops |= {f"{attack}/{name}": interval for name, interval in more.items()}
     worst = min(drops, key=lambda name: drops[name].estimate, default=None)
     return drops, worst
 
@@ -260,7 +291,7 @@ def aggregate(
             ratios = per_seed_ratios(per_seed[name], per_seed[best] if best else {})
             others = drops[best] if best is not None and best != name else None
             intervals = row_intervals(drops[name], others, headline) if mine else {}
-            probed, worst = probe_row(mine, probe_metrics(mine, metric), controls, headline)
+            probed, worst = attack_probe_row(mine, metric, controls, headline)
             rows.append(
                 TableRow(
                     budget,

@@ -175,7 +175,9 @@ def prepare(
         raise ConfigError(f"methods {untunable} have no search space (register one to tune them)")
     if bench.folds:
         raise ConfigError("cir tune scores a trial on one T/V split: set bench.folds to 0")
-    bench.probes = []  # a trial's objective is the bench metric alone: extra probes would only cost time
+    # a trial's objective is the bench metric under the bench's attack alone: the extra probes and
+    # attacks would only cost time
+    bench.probes, bench.extra_attacks, bench.extra_configs = [], [], {}
     loaded, facts, original = load_bench(inputs, bench, loop, progress)
     ATTACKS.build(bench.attack, attack).check(*split_facts(facts, bench.val_fraction, seed, bench.split))
     shape = model_shape(loaded.model)
