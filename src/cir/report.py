@@ -125,7 +125,9 @@ def bench_markdown(results: BenchResults) -> str:
                     if "intervals" in r
                     else {"ratio vs best baseline": _ratio_cell(r) if r["method"] == "cir" else ""}
                 ),
-                **({"worst case (attack/probe)": _worst_cell(r)} if len(r.get("probe_drops", {})) > 1 else {}),
+                **(
+                    {"worst case (attack/probe)": _worst_cell(r)} if len(r.get("probe_drops", {})) > 1 else {}
+                ),
                 "general loss Δ%": _pm(r, "general_loss_change", 2),
                 "held-out Δ": _pm(r, "heldout_change"),  # n/a without held-out facts
                 "epochs": _pm(r, "epochs", 1),
