@@ -257,9 +257,9 @@ def definitions(runs: Sequence[BenchRun]) -> dict[str, str]:
         "vs_best": "the headline drop (vs control when there is one) minus the best baseline's, paired by "
         "fact; a difference is called only when its interval excludes 0",
         "ratio_of_means": "mean headline drop / the best baseline's mean headline drop over the same facts",
-        "worst_case": "the attack and probe metric (the bench's attack or an extra one; the headline metric or "
-        "an extra probe's) under which the headline drop is smallest: the attacker's best pair (each probe "
-        "at the attacker's chosen point, `bench.probes_at`)",
+        "worst_case": "the attack and probe metric (the bench's attack or an extra one; the headline "
+        "metric or an extra probe's) under which the headline drop is smallest: the attacker's best pair "
+        "(each probe at the attacker's chosen point, `bench.probes_at`)",
         "answer_prob": "exp(-mean cross-entropy of the answer tokens after the question), mean over V",
         "acc_t1": "mean renormalised probability of the right choice",
         "acc_t0": "argmax accuracy",
