@@ -111,8 +111,9 @@ class BenchConfig:
         default_factory=lambda: ["cir", "mlp_breaking", "grad_diff", "circuit_breakers"]
     )
     budgets: list[float] = field(default_factory=lambda: [0.001, 0.01])  # relative general-loss rises
-    # seeds 0..seeds-1: each its own T/V split and unlearning order. 1 by default so that `cir bench` on the
-    # demo model prints its matrix within 10 minutes on 2 CPU cores (7 min 11 s measured); intervals over facts
+    # seeds 0..seeds-1: each its own T/V split and unlearning order. 1 by default so that `cir bench`
+    # on the demo model prints its matrix within 10 minutes on 2 CPU cores (7 min 11 s measured);
+    # the intervals are over facts
     seeds: int = 1
     attack: str = "finetune"  # a registered attack (`cir attacks`)
     val_fraction: float = 0.2  # share of known facts in V
