@@ -14,7 +14,7 @@ import cir.fact_sets as fact_sets
 import tiny
 from cir.data.facts import Fact, load_facts
 from cir.data.knowledge import capital, city_country, country_continent, element_symbol
-from cir.data.prose import python_docs_paragraphs
+from cir.data.prose import fortune_budget_text, python_docs_paragraphs
 from cir.errors import ConfigError, DataError, OutputExistsError
 from cir.evals.mcq import choice_likelihood_mcq
 from cir.fact_sets import SURFACE_BOUND, FactSetConfig, FactSetPaths, build_fact_sets, fact_sets_for
@@ -29,6 +29,7 @@ FILES = [
     "heldout.jsonl",
     "general_train.txt",
     "general_eval.txt",
+    "general_eval_fortunes.txt",
     "build.json",
 ]
 
@@ -184,6 +185,11 @@ def test_fact_sets_for_builds_once_per_model_and_config(net, tmp_path, monkeypat
 
     again = fact_sets_for("tiny-builtin", tmp_path, FactSetConfig(**vars(config)), device="cpu")
     assert again == paths and len(loads) == 1 and paths.report.stat().st_mtime_ns == built
+    fortunes = paths.general_eval_fortunes.read_text().splitlines()
+    assert fortunes == fortune_budget_text(10, config.seed)
+    paths.general_eval_fortunes.unlink()  # a folder built before the file existed gains it, with no model
+    fact_sets_for("tiny-builtin", tmp_path, FactSetConfig(**vars(config)), device="cpu")
+    assert paths.general_eval_fortunes.read_text().splitlines() == fortunes and len(loads) == 1
 
     other = fact_sets_for("tiny-builtin", tmp_path, FactSetConfig(known_threshold=0.3, retain=[], heldout=[]))
     assert other.folder != paths.folder and len(loads) == 2

@@ -28,12 +28,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from cir.config import to_dict
 from cir.data.facts import Fact, load_facts, save_facts, split_facts
 from cir.data.knowledge import DOMAINS, frequent_answer_accuracy, surface_heuristic_accuracy
-from cir.data.prose import split_prose
+from cir.data.prose import fortune_budget_text, split_prose
 from cir.errors import ConfigError, DataError
 from cir.evals.mcq import choice_likelihood_mcq
 from cir.evals.metrics import answer_recall
 from cir.model_io import load_model
-from cir.outputs import atomic_output_dir, write_json_atomic
+from cir.outputs import atomic_output_dir, write_json_atomic, write_text_atomic
 from cir.runtime import cache_root
 
 BUILD_VERSION = 4  # bump when the generators or the rule change what a config produces
@@ -78,6 +78,11 @@ class FactSetPaths:
     general_train: Path
     general_eval: Path
     report: Path  # build.json
+
+    @property
+    def general_eval_fortunes(self) -> Path:
+        """The budget text from another source than the retain text (written by `fact_sets_for`)."""
+        return self.folder / "general_eval_fortunes.txt"
 
     @classmethod
     def at(cls, folder: Path) -> FactSetPaths:
@@ -147,6 +152,7 @@ def build_fact_sets(
         save_facts([f for name in config.heldout for f in known[name]], paths.heldout)
         paths.general_train.write_text("\n".join(general_train) + "\n", encoding="utf-8")
         paths.general_eval.write_text("\n".join(general_eval) + "\n", encoding="utf-8")
+        write_fortune_budget_text(paths, config)
         write_json_atomic(paths.report, report)
     return report
 
@@ -179,7 +185,15 @@ def fact_sets_for(
     if not paths.report.is_file():
         model, tokenizer = load_model(model_name, device=device, cache_dir=cache_dir)
         build_fact_sets(model, tokenizer, paths.folder, config, force=True)
+    if not paths.general_eval_fortunes.is_file():  # folders built before it existed gain it here
+        write_fortune_budget_text(paths, config)
     return paths
+
+
+def write_fortune_budget_text(paths: FactSetPaths, config: FactSetConfig) -> None:
+    """Write `config.general_heldout` fortunes as the folder's other budget text (atomically)."""
+    text = "\n".join(fortune_budget_text(config.general_heldout, config.seed)) + "\n"
+    write_text_atomic(paths.general_eval_fortunes, text)
 
 
 def heldout_facts(paths: FactSetPaths) -> list[Fact]:

