@@ -8,6 +8,7 @@ from cir.methods import (  # noqa: F401  (imported to register)
     npo,
     repselect,
     rmu,
+    sam_grad_diff,
     sam_npo,
     simnpo,
 )
