@@ -40,6 +40,7 @@ def test_the_expected_files_are_found():
         "smollm2_bench_rest.yaml",
         "smollm2_first.yaml",
         "smollm2_tune.yaml",
+        "smollm2_tune_cap32.yaml",
         "wmdp_bench.yaml",
     ]
 
@@ -163,3 +164,14 @@ def test_an_extra_attacks_settings_must_name_an_extra_attack_and_the_bench_attac
     assert bench.extra_attacks == [] and bench.extra_configs == {}  # quantize runs once, as the attack
     bench, _, _, _ = bench_configs({"attacks": {"quantize": {"formats": ["Q8_0"]}}})
     assert bench.extra_attacks == ["quantize"] and bench.extra_configs["quantize"].formats == ["Q8_0"]
+
+
+def test_the_cap32_tuning_holds_every_method_to_one_cap_from_valid_start_points():
+    """Issue 28's re-tune: one epoch cap for all, every method started, on SmolLM2's shape."""
+    raw = load_yaml(ROOT / "benchmarks" / "configs" / "smollm2_tune_cap32.yaml")
+    bench, loop, _, _ = bench_configs(raw)
+    tune = tune_config(raw)
+    assert loop.max_epochs == 32 and loop.step_per == "epoch" and loop.max_backoffs >= 1  # the shipped loop
+    assert set(tune.start_points) == set(bench.methods) and "sam_npo" in bench.methods
+    assert tune.seed not in range(3) and tune.trials >= 8  # the tuning split: no bench seed
+    check_start_points(tune, bench.methods, ModelShape(30, 576))  # SmolLM2-135M: 30 layers, 576 wide
