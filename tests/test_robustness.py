@@ -9,7 +9,7 @@ from cir.bench import run_bench
 from cir.cli import main
 from cir.errors import DataError
 from cir.report import load_bench_results
-from cir.robustness import robustness, robustness_markdown
+from cir.robustness import lead_text, robustness, robustness_markdown, worst_case_lead
 from test_bench_protocol import inputs, raw_config  # noqa: F401  (the tiny city workspace fixture)
 
 
@@ -80,3 +80,23 @@ def test_cells_a_part_did_not_measure_stay_empty_and_out_of_the_worst_case(two_b
     assert "of the 1 of 6 cells measured" in report and "of 6 cells measured" not in report.replace(
         "1 of 6", ""
     )
+
+
+def test_the_worst_case_lead_pairs_each_method_at_its_own_worst_cell(two_benches):
+    parts = [(folder.name, load_bench_results(folder / "results.json")) for folder in two_benches]
+    (matrix,) = robustness(parts)
+    for method, row in matrix.cells.items():  # the per-fact drops behind every cell
+        for column, interval in row.items():
+            values = matrix.per_fact[method][column]
+            assert sum(values.values()) / len(values) == pytest.approx(interval.estimate)
+    assert matrix.lead is None  # no CIR in these benches: the reference method is named
+    lead = worst_case_lead(matrix, reference="grad_diff")
+    assert lead.baseline == "npo" and lead.complete
+    mine = matrix.cells["grad_diff"][matrix.worst["grad_diff"]].estimate
+    theirs = matrix.cells["npo"][matrix.worst["npo"]].estimate
+    assert lead.difference.estimate == pytest.approx(mine - theirs)  # the same facts in both cells
+    if theirs > 0:
+        assert lead.ratio.estimate == pytest.approx(mine / theirs)
+    assert lead.called == lead.difference.excludes_zero
+    assert ("not called" in lead_text(lead)) != lead.called
+    assert worst_case_lead(matrix, reference="cir") is None

@@ -24,7 +24,7 @@ import math
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import stats
@@ -33,6 +33,8 @@ from cir.errors import ConfigError
 
 DEFAULT_LEVEL = 0.95
 DEFAULT_RESAMPLES = 2000
+
+Key = TypeVar("Key", bound=Hashable)  # a unit: a fact id, or (seed, fact)
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,7 @@ def by_unit_means(records: Iterable[tuple[Hashable, float]]) -> dict[Hashable, f
     return {key: sums[key] / counts[key] for key in sums}
 
 
-def aligned(
-    a: Mapping[Hashable, float], b: Mapping[Hashable, float]
-) -> tuple[list[float], list[float], list[Hashable]]:
+def aligned(a: Mapping[Key, float], b: Mapping[Key, float]) -> tuple[list[float], list[float], list[Key]]:
     """The values of the keys both `a` and `b` have, paired, in the order of the keys' `str`.
 
     Returns `(values of a, values of b, keys)`, the i-th of each belonging to the same unit.

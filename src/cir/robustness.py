@@ -6,6 +6,11 @@ per-fact records only (`cir.stats`):
 - each cell is a method's headline drop (against the bench's control when it has one) under one
   attack and one probe metric, with its 95% bootstrap interval over facts;
 - the worst case of a method is its smallest cell: the attacker's best attack x probe pair, named;
+- the lead in the worst case: the reference method (CIR when benched) at its worst cell against the
+  best other method at its own worst cell, paired by fact: the difference of drops and the ratio of
+  mean drops, each with its 95% interval. The rule for calling a difference: the paired
+  difference's interval excludes 0. A method with unmeasured cells has a worst case that can only
+  be lower, so a lead over it found on its measured cells holds;
 - the control row of each (attack, probe): V on the never-unlearned model after the attack minus
   before it, i.e. how much the attack teaches V by itself (a positive control means part of any
   method's post-attack V is the attack's own teaching, which the control-corrected drop removes).
@@ -19,11 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from cir.errors import DataError
-from cir.intervals import Interval, by_unit_means, mean_interval
+from cir.intervals import (
+    Interval,
+    aligned,
+    by_unit_means,
+    mean_interval,
+    paired_difference_interval,
+    ratio_of_means_interval,
+)
 from cir.outputs import atomic_output_dir, write_json_atomic
 from cir.records import POST_ATTACK, BenchResults, ControlRun, post_attack_stage
 from cir.report import table
-from cir.stats import extra_attacks, probe_metrics, probe_row
+from cir.stats import by_fact, extra_attacks, fact_drops, probe_metrics, probe_row
 
 
 @dataclass
@@ -36,6 +48,9 @@ class Robustness:
     cells: dict[str, dict[tuple[str, str], Interval]] = field(default_factory=dict)
     worst: dict[str, tuple[str, str]] = field(default_factory=dict)  # method -> its worst column
     controls: dict[tuple[str, str], Interval] = field(default_factory=dict)  # what the attack alone teaches
+    # each cell's per-fact drops (the units its interval resamples), for paired comparisons
+    per_fact: dict[str, dict[tuple[str, str], dict[str, float]]] = field(default_factory=dict)
+    lead: WorstCaseLead | None = None  # the reference method against the best other, in the worst case
 
     def to_json(self) -> dict[str, Any]:
         """`{"budget", "headline", "columns", "cells", "worst", "controls"}`, columns as "attack/probe"."""
@@ -50,7 +65,53 @@ class Robustness:
             "cells": {m: {key(c): i.to_json() for c, i in row.items()} for m, row in self.cells.items()},
             "worst": {m: key(c) for m, c in self.worst.items()},
             "controls": {key(c): i.to_json() for c, i in self.controls.items()},
+            "lead": self.lead.to_json() if self.lead else None,
         }
+
+
+@dataclass(frozen=True)
+class WorstCaseLead:
+    """`method` at its worst cell minus `baseline` at its own, paired by fact; and the ratio of means."""
+
+    method: str
+    baseline: str  # the other method with the largest worst case
+    difference: Interval  # mean over facts of method's drop - baseline's drop, each at its worst cell
+    ratio: Interval  # mean drop of method / mean drop of baseline
+    complete: bool  # whether the baseline's every cell was measured (if not, its worst can only be lower)
+
+    @property
+    def called(self) -> bool:
+        """The rule for calling a difference: the paired difference's interval excludes 0."""
+        return self.difference.excludes_zero
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields, intervals as `Interval.to_json`, and `called`."""
+        return {
+            "method": self.method,
+            "baseline": self.baseline,
+            "difference": self.difference.to_json(),
+            "ratio": self.ratio.to_json(),
+            "baseline_complete": self.complete,
+            "called": self.called,
+        }
+
+
+def worst_case_lead(matrix: Robustness, reference: str = "cir") -> WorstCaseLead | None:
+    """The reference method's worst case against the best other method's, paired by fact.
+
+    None when the reference method or every other method is missing from the matrix.
+    """
+    others = [m for m in matrix.worst if m != reference]
+    if reference not in matrix.worst or not others:
+        return None
+    baseline = max(others, key=lambda m: matrix.cells[m][matrix.worst[m]].estimate)
+    mine = matrix.per_fact[reference][matrix.worst[reference]]
+    theirs = matrix.per_fact[baseline][matrix.worst[baseline]]
+    a, b, _ = aligned(mine, theirs)
+    complete = len(matrix.cells[baseline]) == len(matrix.columns)
+    return WorstCaseLead(
+        reference, baseline, paired_difference_interval(a, b), ratio_of_means_interval(a, b), complete
+    )
 
 
 def control_effect(controls: Sequence[ControlRun], metric: str, stage: str = POST_ATTACK) -> Interval | None:
@@ -109,6 +170,9 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
                     mine = [r for r in runs if r.method == method]
                     drops, _ = probe_row(mine, metrics, controls, headline, stage) if mine else ({}, None)
                     matrix.cells.setdefault(method, {}).update({(label, m): i for m, i in drops.items()})
+                    for m in drops:
+                        values = by_fact(fact_drops(mine, m, controls, stage)[headline])
+                        matrix.per_fact.setdefault(method, {})[(label, m)] = values
                 for m in metrics:
                     effect = control_effect(part.controls, m, stage)
                     if effect is not None:
@@ -116,6 +180,7 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
         matrix.cells = {method: row for method, row in matrix.cells.items() if row}
         for method, row in matrix.cells.items():
             matrix.worst[method] = min(row, key=lambda column: row[column].estimate)
+        matrix.lead = worst_case_lead(matrix)
         matrices.append(matrix)
     return matrices
 
@@ -144,7 +209,19 @@ def robustness_markdown(matrices: Sequence[Robustness]) -> str:
         }
         lines += ["", f"## Budget {100 * matrix.budget:g}% ({matrix.headline.replace('_', ' ')})", ""]
         lines.append(table([*rows, control], ["method", *names, "worst case"], markdown=True))
+        if matrix.lead is not None:
+            lines += ["", lead_text(matrix.lead)]
     return "\n".join(lines) + "\n"
+
+
+def lead_text(lead: WorstCaseLead) -> str:
+    """The worst-case comparison in a sentence, with the rule's verdict."""
+    verdict = "the interval excludes 0: called" if lead.called else "the interval includes 0: not called"
+    caveat = "" if lead.complete else f" ({lead.baseline}'s unmeasured cells can only lower its worst case)"
+    return (
+        f"In the worst case, {lead.method} minus the best other method ({lead.baseline}), paired by fact: "
+        f"{lead.difference.format()} ({verdict}); ratio of mean drops {lead.ratio.format()}{caveat}."
+    )
 
 
 def worst_text(matrix: Robustness, method: str) -> str:
