@@ -162,3 +162,21 @@ def test_the_committed_smollm2_protocol_bench_recomputes_from_its_per_fact_recor
         ]
         assert sorted(r.fact for r in post) == sorted({r.fact for r in post}) and len(post) == results.facts
         assert all(r.split == "V" and r.answer for r in post)
+
+
+def test_quantize_formats_tables_each_format_and_the_attacker_takes_the_best_per_fold():
+    """On the committed SmolLM2 quantize bench: each format's V, and post-attack = the best format per fold."""
+    from statistics import fmean
+
+    from cir.report import load_bench_results
+    from cir.stats import v_values
+
+    folder = Path(__file__).parents[1] / "benchmarks" / "results" / "smollm2" / "protocol" / "quantize"
+    rows = load("quantize_formats").format_rows(folder, "acc_t1")
+    results = load_bench_results(folder / "results.json")
+    formats = results.config["attack"]["formats"]
+    assert [row["method"] for row in rows] == ["cir", "rmu", "control (never unlearned)"]
+    assert all(name in rows[0] for name in formats) and rows[-1]["like_input"] == "0.927"  # on its grid
+    for run in results.runs:
+        per_format = [fmean(v_values([run], f"attack epoch {e}", "acc_t1").values()) for e in range(1, 7)]
+        assert fmean(v_values([run], "post_attack", "acc_t1").values()) == pytest.approx(max(per_format))
