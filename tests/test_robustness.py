@@ -100,3 +100,14 @@ def test_the_worst_case_lead_pairs_each_method_at_its_own_worst_cell(two_benches
     assert lead.called == lead.difference.excludes_zero
     assert ("not called" in lead_text(lead)) != lead.called
     assert worst_case_lead(matrix, reference="cir") is None
+
+
+def test_parts_whose_unlearning_differs_are_refused(two_benches):
+    """Each part re-runs the unlearning: the matrix may only join runs that kept the same model."""
+    finetune, quantize = (load_bench_results(folder / "results.json") for folder in two_benches)
+    robustness([("finetune", finetune), ("quantize", quantize)])  # one machine: the same runs
+    moved = replace(
+        quantize, runs=[replace(r, epochs=r.epochs + 1) if r.method == "npo" else r for r in quantize.runs]
+    )
+    with pytest.raises(DataError, match=r"npo \(seed 0, fold 0\) unlearned differently in finetune"):
+        robustness([("finetune", finetune), ("quantize", moved)])

@@ -146,6 +146,7 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
             raise DataError(f"{name}: {part.facts} facts, {first_name} has {first.facts}")
         if not all(run.per_fact for run in part.runs):
             raise DataError(f"{name}: runs without per-fact records; rerun the bench with this version")
+    check_same_unlearning(parts)
     # every method of any part: a cell a part did not measure stays empty (and out of the worst case)
     methods = list(dict.fromkeys(m for _, p in parts for m in p.config["bench"]["methods"]))
     budgets = [b for b in bench["budgets"] if all(b in p.config["bench"]["budgets"] for _, p in parts)]
@@ -183,6 +184,33 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
         matrix.lead = worst_case_lead(matrix)
         matrices.append(matrix)
     return matrices
+
+
+def check_same_unlearning(parts: Sequence[tuple[str, BenchResults]]) -> None:
+    """Refuse parts whose runs of one method unlearned differently: a worst case would mix models.
+
+    Every part re-runs the unlearning; on one machine the same seed and config repeat it bit for bit,
+    but another machine's float kernels can move a general loss that sits at the budget's edge across
+    it, and the run keeps another epoch. Compared per (method, seed, budget, fold): the kept epoch and
+    V's mean after unlearning.
+
+    Raises:
+        DataError: naming the method, the parts and what differs.
+    """
+    seen: dict[tuple[str, int, float, int | None], tuple[str, int, float]] = {}
+    for name, part in parts:
+        for run in part.runs:
+            key = (run.method, run.seed, run.budget, run.fold)
+            mine = (name, run.epochs, run.v_unlearned.metric(part.config["bench"]["metric"]))
+            if key in seen and (seen[key][1], round(seen[key][2], 9)) != (mine[1], round(mine[2], 9)):
+                first = seen[key]
+                raise DataError(
+                    f"{run.method} (seed {run.seed}, fold {run.fold}) unlearned differently in {first[0]} "
+                    f"({first[1]} epochs kept, V {first[2]:.4f}) and {name} ({mine[1]} epochs, V "
+                    f"{mine[2]:.4f}): a worst case across them would mix two models; rerun the parts on "
+                    "one machine"
+                )
+            seen.setdefault(key, mine)
 
 
 def robustness_markdown(matrices: Sequence[Robustness]) -> str:
