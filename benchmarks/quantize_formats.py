@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cir.intervals import mean_interval
 from cir.report import load_bench_results, table
-from cir.stats import by_fact, fact_drops, v_values
+from cir.stats import by_fact, control_values, fact_drops, v_values
 
 
 def format_rows(folder: Path, metric: str) -> list[dict[str, str]]:
@@ -43,12 +43,7 @@ def format_rows(folder: Path, metric: str) -> list[dict[str, str]]:
     if results.controls:
         control = {"method": "control (never unlearned)"}
         for epoch, name in enumerate(formats, start=1):
-            values = [
-                r.scores[metric]
-                for c in results.controls
-                for r in c.per_fact
-                if r.split == "V" and r.stage == f"attack epoch {epoch}"
-            ]
+            values = control_values(results.controls, metric, f"attack epoch {epoch}").values()
             control[name] = f"{statistics.fmean(values):.3f}"
         rows.append(control)
     return rows

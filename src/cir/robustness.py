@@ -35,7 +35,7 @@ from cir.intervals import (
 from cir.outputs import atomic_output_dir, write_json_atomic
 from cir.records import POST_ATTACK, BenchResults, ControlRun, post_attack_stage
 from cir.report import table
-from cir.stats import by_fact, extra_attacks, fact_drops, probe_metrics, probe_row
+from cir.stats import by_fact, extra_attacks, fact_drops, probe_metrics
 
 
 @dataclass
@@ -169,11 +169,12 @@ def robustness(parts: Sequence[tuple[str, BenchResults]]) -> list[Robustness]:
                 matrix.columns += [(label, m) for m in metrics]
                 for method in methods:
                     mine = [r for r in runs if r.method == method]
-                    drops, _ = probe_row(mine, metrics, controls, headline, stage) if mine else ({}, None)
-                    matrix.cells.setdefault(method, {}).update({(label, m): i for m, i in drops.items()})
-                    for m in drops:
-                        values = by_fact(fact_drops(mine, m, controls, stage)[headline])
-                        matrix.per_fact.setdefault(method, {})[(label, m)] = values
+                    row, units = matrix.cells.setdefault(method, {}), matrix.per_fact.setdefault(method, {})
+                    for m in metrics:  # each cell's per-fact drops, and its interval from them
+                        values = by_fact(fact_drops(mine, m, controls, stage).get(headline, {}))
+                        if values:
+                            units[(label, m)] = values
+                            row[(label, m)] = mean_interval(list(values.values()))
                 for m in metrics:
                     effect = control_effect(part.controls, m, stage)
                     if effect is not None:
