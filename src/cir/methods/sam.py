@@ -16,27 +16,43 @@ Difference): `sam_npo` and `sam_grad_diff` are each that one line.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cir.config import require
 from cir.hooks import forward_cross_entropy
-from cir.modules import weight_update
+from cir.modules import ModelShape, weight_update
 from cir.optim import global_norm, normalised_step
 
 if TYPE_CHECKING:
     from optuna import Trial
 
 
-def check_rho(config: Any) -> None:
-    """Raise ConfigError unless `config.rho` >= 0."""
-    require(config, "method", [("rho", ">= 0", config.rho >= 0)])
+@dataclass
+class SharpnessConfig:
+    """The perturbation's radius, mixed in before a base config: `Config(SharpnessConfig, NPOConfig)`."""
+
+    rho: float = 0.01  # ||ε|| over all trained weights; 0 = the base method
+
+    def __post_init__(self) -> None:
+        """Check the base method's ranges, then rho's.
+
+        Raises:
+            ConfigError: naming every field out of range.
+        """
+        super().__post_init__()  # type: ignore[misc]  # the base method's config, next in the MRO
+        require(self, "method", [("rho", ">= 0", self.rho >= 0)])
 
 
-def suggest_rho(trial: Trial) -> float:
-    """`cir tune`'s rho: log-scaled over 1e-3..1."""
-    return trial.suggest_float("rho", 1e-3, 1.0, log=True)
+def with_rho(base_space: Callable[[Trial, ModelShape], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """`cir tune`'s space of the SAM variant: the base method's plus a log-scaled rho over 1e-3..1."""
+
+    def search_space(trial: Trial, shape: ModelShape) -> dict[str, Any]:
+        return {**base_space(trial, shape), "rho": trial.suggest_float("rho", 1e-3, 1.0, log=True)}
+
+    return search_space
 
 
 class SharpnessAware:
