@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import tiny
 from cir.errors import ConfigError
@@ -45,3 +46,33 @@ def test_trained_layer_above_the_last_forget_layer_is_a_config_error():
         ConfigError, match=r"method\.trained_layers \[2\]: layers above 1, the last layer the loss"
     ):
         setup_method(forget_layers=[0, 1], trained_layers=[2])
+
+
+def first_gradient(method):
+    """The forget loss's gradient over the trained parameters at the original weights, flattened."""
+    loss = method.forget_loss(0)
+    grads = torch.autograd.grad(loss, method.trained_parameters())
+    return torch.cat([g.flatten() for g in grads])
+
+
+def test_the_tie_break_gives_the_first_step_a_seeded_direction_instead_of_rounding():
+    _, _, rounding_led = setup_method(tie_break=0.0)
+    _, _, seeded = setup_method(tie_break=1e-3, seed=3)
+    _, _, same_seed = setup_method(tie_break=1e-3, seed=3)
+    _, _, other_seed = setup_method(tie_break=1e-3, seed=4)
+    # at cos = 1 the gradient is rounding noise; the seeded targets give one far above it
+    noise = float(first_gradient(rounding_led).norm())
+    g = first_gradient(seeded)
+    assert float(g.norm()) > 100 * max(noise, 1e-9)
+    assert torch.equal(g, first_gradient(same_seed))
+    cosine = F.cosine_similarity(g, first_gradient(other_seed), dim=0)
+    assert float(cosine) < 0.9  # another seed, another direction
+    # the noise is a tie-break, not a new target: each token's target moves by about 1e-3 of its norm
+    for h0, h0_seeded in zip(rounding_led.originals[0], seeded.originals[0], strict=True):
+        relative = (h0_seeded - h0).norm(dim=-1) / h0.norm(dim=-1)
+        assert 2e-4 < float(relative.mean()) < 3e-3
+
+
+def test_tie_break_out_of_range_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"method\.tie_break"):
+        Config(tie_break=0.5)

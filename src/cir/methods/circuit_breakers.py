@@ -11,9 +11,14 @@ forget layer, on a retain batch. The forget step is CIR's global-norm-scaled SGD
 passes stop after the last forget layer.
 
 At the original weights cos = 1 is the loss's maximum, where its gradient vanishes. Training noise
-(e.g. LoRA dropout in the authors' setup) breaks that tie; the shared loop runs the model in eval
-mode, so here the first step's direction comes from floating-point rounding (a gradient norm near
-1e-8 in fp32, scaled up to `step_norm` by the normalised step), and later steps follow the loss.
+(e.g. LoRA dropout in the authors' setup) breaks that tie. The shared loop runs the model in eval
+mode, so with nothing else the first step's direction would come from floating-point rounding (a
+gradient norm near 1e-8 in fp32, scaled up to `step_norm` by the normalised step): another CPU's
+kernels then give another direction, and the same config kept 4 epochs on one machine and none on
+another (benchmarks/README.md 7.14). So the cached targets h0 carry seeded noise of relative size
+`tie_break` per token: the first step pushes h away along that noise, the same on every machine,
+and once h has moved the noise no longer matters (its share of cos is about tie_break^2 / 2).
+`tie_break: 0` restores the rounding-led start, which every result before 7.14 used.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ class Config(MethodConfig):
     module_patterns: list[str] | None = None  # fnmatch names overriding the built-in MLP-linear rule
     step_norm: float = 0.2  # η, the norm of each whole forget update (CIR's rule); tune at matched budget
     retain_lr: float = 3e-4  # SGD learning rate of the retain step (CIR's, method.md §2); 0 turns it off
+    # relative size of the seeded noise on the cached targets h0 that sets the first step's direction
+    # (see the module docstring); 0 leaves it to floating-point rounding, machine-dependent
+    tie_break: float = 1e-3
+    seed: int = 0  # seeds the tie-break noise
 
     def __post_init__(self) -> None:
         """Check ranges.
@@ -63,6 +72,7 @@ class Config(MethodConfig):
                 ("forget_layers", "non-empty", len(self.forget_layers) > 0),
                 ("step_norm", "> 0", self.step_norm > 0),
                 ("retain_lr", ">= 0", self.retain_lr >= 0),
+                ("tie_break", "in [0, 0.1]", 0 <= self.tie_break <= 0.1),
             ],
         )
 
@@ -100,8 +110,12 @@ class CircuitBreakers(MLPMethod):
         self.last_layer = self.forget_layers[-1]
         self.modules = select_trained(model, config.trained_layers, config.module_patterns, self.last_layer)
         self.blocks = layer_outputs(model, self.forget_layers)
-        with torch.no_grad():
-            self.originals = [self._residuals(batch) for batch in forget]  # per batch, per layer (tokens, d)
+        generator = torch.Generator().manual_seed(config.seed)
+        with torch.no_grad():  # per batch, per layer (tokens, d)
+            self.originals = [
+                [tie_broken(h0, config.tie_break, generator) for h0 in self._residuals(batch)]
+                for batch in forget
+            ]
         self.anchor = ResidualAnchor(model, retain, self.last_layer)
 
     def forget_loss(self, forget_index: int) -> torch.Tensor:
@@ -124,3 +138,16 @@ class CircuitBreakers(MLPMethod):
     def _residuals(self, batch: Batch) -> list[torch.Tensor]:
         """The residual stream after each forget layer on the batch's kept tokens, (tokens, d) each."""
         return kept_outputs(self.model, batch, self.blocks, self.last_layer)
+
+
+def tie_broken(original: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """`original` (tokens, d) plus Gaussian noise of norm about `scale` x each token's norm.
+
+    The noise is drawn on the CPU from `generator`, so it is the same on every device and machine.
+    """
+    if scale == 0:
+        return original
+    noise = torch.randn(original.shape, generator=generator, dtype=torch.float32)
+    noise = noise.to(original.device) / original.shape[-1] ** 0.5  # unit norm per token, on average
+    per_token = original.float().norm(dim=-1, keepdim=True)
+    return (original.float() + scale * per_token * noise).to(original.dtype)
