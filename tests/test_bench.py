@@ -30,26 +30,29 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def tiny_bench_argv(root, out, seeds=2, *extra):
+    """`cir bench` of cir and grad_diff on the tiny workspace written in `root`."""
+    return [
+        "bench",
+        *("--model", str(root / "model"), "--facts", str(root / "T.jsonl"), str(root / "V.jsonl")),
+        *("--retain", str(root / "retain.txt"), "--general", str(root / "general.txt")),
+        # the forget facts stand in for another domain's: unlearning must show in their change
+        *("--heldout", str(root / "facts.jsonl")),
+        *("--methods", "cir", "grad_diff", "--seeds", str(seeds), "--budget", "0.001", "0.01"),
+        *("--out", str(out), "--device", "cpu"),
+        *tiny.FAST_BENCH_ARGS,
+        "methods.cir.forget_layers=[1]",
+        "methods.cir.k_act=1",
+        "methods.cir.k_grad=1",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="module")
 def bench_out(tmp_path_factory):
     files = tiny.write_workspace(tmp_path_factory.mktemp("bench"))
     out = files.root / "out"
-    status = main(
-        [
-            "bench",
-            *("--model", str(files.model), "--facts", str(files.train), str(files.eval)),
-            *("--retain", str(files.retain), "--general", str(files.general)),
-            # the forget facts stand in for another domain's: unlearning must show in their change
-            *("--heldout", str(files.facts)),
-            *("--methods", "cir", "grad_diff", "--seeds", "2", "--budget", "0.001", "0.01"),
-            *("--out", str(out), "--device", "cpu"),
-            *tiny.FAST_BENCH_ARGS,
-            "methods.cir.forget_layers=[1]",
-            "methods.cir.k_act=1",
-            "methods.cir.k_grad=1",
-        ]
-    )
-    assert status == 0
+    assert main(tiny_bench_argv(files.root, out)) == 0
     return out
 
 
@@ -394,8 +397,36 @@ def test_merge_refuses_parts_of_different_benches(bench_out):
     other["bench"]["budgets"] = [0.01]
     with pytest.raises(DataError, match="grad_diff: its bench settings differ from cir's"):
         merge_bench_results([(cir, cir_part), (gd, replace(gd_part, config=other))])
-    with pytest.raises(DataError, match=r"again: methods \['cir'\] are already in an earlier part"):
+    with pytest.raises(DataError, match=r"again: cir seed 0, cir seed 1 already in an earlier part"):
         merge_bench_results([(cir, cir_part), ("again", cir_part)])
+
+
+def test_a_bench_run_a_seed_at_a_time_merges_into_the_bench_of_both_seeds(bench_out, tmp_path):
+    whole = load_bench_results(bench_out / "results.json")
+    # seed 1 alone, as a later session would run it (`bench.first_seed=1`), on the same workspace
+    argv = tiny_bench_argv(bench_out.parent, tmp_path / "seed1", 1, "bench.first_seed=1")
+    assert main(argv) == 0
+    seed1 = load_bench_results(tmp_path / "seed1" / "results.json")
+    assert {r.seed for r in seed1.runs} == {c.seed for c in seed1.controls} == {1}
+    timed = [r for r in whole.runs if r.seed == 1]  # wall time is the one thing that does not repeat
+    assert len(timed) == len(seed1.runs)
+    seed1_runs = [
+        replace(r, seconds_per_fact=t.seconds_per_fact) for r, t in zip(seed1.runs, timed, strict=True)
+    ]
+    seed1 = replace(seed1, runs=seed1_runs)
+    config = json.loads(json.dumps(whole.config))
+    config["bench"]["seeds"] = 1
+    seed0 = replace(
+        whole,
+        config=config,
+        runs=[r for r in whole.runs if r.seed == 0],
+        controls=[c for c in whole.controls if c.seed == 0],
+    )
+    merged = merge_bench_results([("seed0", seed0), ("seed1", seed1)])
+    assert merged.runs == whole.runs  # seed 1 run alone repeats seed 1 of the 2-seed bench exactly
+    assert merged.table == whole.table
+    assert (merged.config["bench"]["seeds"], merged.config["bench"]["first_seed"]) == (2, 0)
+    assert bench_markdown(merged) == (bench_out / "results.md").read_text()
 
 
 def test_a_ratio_over_fewer_seeds_than_its_row_says_how_many():

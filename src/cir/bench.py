@@ -81,9 +81,9 @@ def run_bench(
     runs: list[BenchRun] = []
     controls: list[ControlRun] = []
     seeded: list[tuple[int, str, list[float], MethodConfig | None]]
-    seeded = [(seed, *job) for seed in range(bench.seeds) for job in jobs]
+    seeded = [(seed, *job) for seed in bench.seed_range for job in jobs]
     if bench.control:  # the control of each seed, listed as a job "control" with no budgets
-        seeded = [(seed, "control", [], None) for seed in range(bench.seeds)] + seeded
+        seeded = [(seed, "control", [], None) for seed in bench.seed_range] + seeded
     for seed, name, budgets, config in tqdm(seeded, desc="bench", disable=not progress):
         if config is None:
             controls += control_point(loaded, facts, bench, loop, attack, seed, original, progress, ids)

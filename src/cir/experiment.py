@@ -115,6 +115,9 @@ class BenchConfig:
     # on the demo model prints its matrix within 10 minutes on 2 CPU cores (7 min 11 s measured);
     # the intervals are over facts
     seeds: int = 1
+    # the first seed: seeds first_seed .. first_seed + seeds - 1, so one bench can be run a seed (or a
+    # few) at a time over sessions or machines and merged (benchmarks/merge_bench.py)
+    first_seed: int = 0
     attack: str = "finetune"  # a registered attack (`cir attacks`)
     val_fraction: float = 0.2  # share of known facts in V
     known_threshold: float = 0.25  # keep facts whose prior acc_t1 is at least this (the paper's rule)
@@ -159,6 +162,7 @@ class BenchConfig:
                 ("methods", "a non-empty list", len(self.methods) > 0),
                 ("budgets", "a non-empty list of values > 0", bool(self.budgets) and min(self.budgets) > 0),
                 ("seeds", ">= 1", self.seeds >= 1),
+                ("first_seed", ">= 0", self.first_seed >= 0),
                 ("heldout_max", ">= 0", self.heldout_max >= 0),
                 ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
                 ("split", f"one of {list(SPLITS)}", self.split in SPLITS),
@@ -184,6 +188,11 @@ class BenchConfig:
                 ),
             ],
         )
+
+    @property
+    def seed_range(self) -> range:
+        """The seeds this bench runs: `seeds` of them from `first_seed`."""
+        return range(self.first_seed, self.first_seed + self.seeds)
 
 
 # Loop keys the bench sets itself, per run: a value in the config would be ignored, so it is refused.

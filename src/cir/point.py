@@ -80,7 +80,7 @@ def check_splits(facts: Sequence[Fact], bench: BenchConfig, attack: Attack) -> N
     Raises:
         DataError, ConfigError: for a side left empty, an overlap, or a T/V pair the attack refuses.
     """
-    for seed in range(bench.seeds):
+    for seed in bench.seed_range:
         for train, val in point_splits(facts, bench, seed):
             attack.check(train, val)
     if bench.eval_prompts == "held_out":

@@ -303,22 +303,26 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
     """One bench from several that ran the same bench on different methods (e.g. on several machines).
 
     Parts may run different numbers of seeds (e.g. the headline methods x 3, the rest x 1 where time
-    is short): seed s is the same T/V split in every part, each row keeps its own seed count, and
-    the merged bench's `seeds` is the largest.
+    is short): seed s is the same T/V split in every part, and each row keeps its own seed count.
+    Parts may also run the same methods on other seeds (`bench.first_seed`, a seed per session):
+    a method may be in several parts as long as no seed of it is run twice. The merged bench's
+    `seeds` counts the distinct seeds, from the smallest (`first_seed`).
 
     Args:
         parts: (name for errors, e.g. the folder; its results), in the order their methods are listed.
 
     Raises:
         DataError: naming the part whose facts or bench, unlearn or attack settings (other than the
-            methods and seeds) differ from the first's, or that repeats a method of an earlier part.
+            methods and seeds) differ from the first's, or that repeats a method and seed of an
+            earlier part.
     """
 
     def settings(results: BenchResults) -> dict[str, Any]:
         """What every part must share: bench (but methods, seeds, control, probes), unlearn and attack."""
         # the control is the same attack in every part that ran it: one part's serves all; the extra
         # probes and attacks leave the headline as it is, so parts may differ in them (cells stay empty)
-        own = ("methods", "seeds", "control", "probes", "probes_at", "extra_attacks", "extra_configs")
+        own = {"methods", "seeds", "first_seed", "control"}
+        own |= {"probes", "probes_at", "extra_attacks", "extra_configs"}
         bench = {k: v for k, v in results.config["bench"].items() if k not in own}
         return {"bench": bench, "unlearn": results.config["unlearn"], "attack": results.config["attack"]}
 
@@ -334,17 +338,20 @@ def merge_bench_results(parts: Sequence[tuple[str, BenchResults]]) -> BenchResul
                 raise DataError(f"{name}: its {key} settings differ from {first_name}'s; only methods may")
         if part.facts != first.facts:
             raise DataError(f"{name}: {part.facts} facts, {first_name} has {first.facts}")
-        repeated = sorted(set(part.config["bench"]["methods"]) & set(methods))
+        earlier = {(run.method, run.seed) for run in runs}
+        repeated = sorted({(run.method, run.seed) for run in part.runs} & earlier)
         if repeated:
-            raise DataError(f"{name}: methods {repeated} are already in an earlier part")
-        methods += part.config["bench"]["methods"]
+            named = ", ".join(f"{method} seed {seed}" for method, seed in repeated)
+            raise DataError(f"{name}: {named} already in an earlier part")
+        methods += [m for m in part.config["bench"]["methods"] if m not in methods]
         runs += part.runs
         for control in part.controls:
             controls.setdefault((control.seed, control.fold), control)
         config["methods"] |= part.config.get("methods", {})
         config["tuned"] |= part.config.get("tuned", {})
     config["bench"]["methods"] = methods
-    config["bench"]["seeds"] = max(part.config["bench"]["seeds"] for _, part in parts)
+    seeds = {run.seed for run in runs} | {control.seed for control in controls.values()}
+    config["bench"]["seeds"], config["bench"]["first_seed"] = len(seeds), min(seeds)
     probes = [p for _, part in parts for p in part.config["bench"].get("probes", [])]
     config["bench"]["probes"] = list(dict.fromkeys(probes))  # every part's, in order
     config["bench"]["probes_at"] = {n: part.config["bench"].get("probes_at") for n, part in parts}
