@@ -32,6 +32,7 @@ def test_the_expected_files_are_found():
         "smollm2_bench_few_shot.yaml",
         "smollm2_bench_lora.yaml",
         "smollm2_bench_protocol.yaml",
+        "smollm2_bench_protocol_other_data.yaml",
         "smollm2_bench_protocol_probes.yaml",
         "smollm2_bench_protocol_probes_quantize.yaml",
         "smollm2_bench_protocol_quantize.yaml",
