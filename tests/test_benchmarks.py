@@ -180,3 +180,26 @@ def test_quantize_formats_tables_each_format_and_the_attacker_takes_the_best_per
     for run in results.runs:
         per_format = [fmean(v_values([run], f"attack epoch {e}", "acc_t1").values()) for e in range(1, 7)]
         assert fmean(v_values([run], "post_attack", "acc_t1").values()) == pytest.approx(max(per_format))
+
+
+def test_the_committed_smollm2_worst_case_recomputes_from_its_two_parts():
+    """7.14: the robustness matrix of the fine-tuning and quantization parts, from their per-fact records."""
+    import json
+
+    from cir.report import load_bench_results
+    from cir.robustness import robustness
+
+    protocol = Path(__file__).parents[1] / "benchmarks" / "results" / "smollm2" / "protocol"
+    parts = [
+        (
+            str(Path("benchmarks/results/smollm2/protocol") / name),
+            load_bench_results(protocol / name / "results.json"),
+        )
+        for name in ("probes_finetune", "probes_quantize")
+    ]
+    (matrix,) = robustness(parts)  # also checks both parts kept the same model of every method
+    committed = json.loads((protocol / "robustness_probes" / "robustness.json").read_text())
+    assert {"matrices": [matrix.to_json()]} == committed  # bootstrap intervals are seeded
+    assert matrix.worst["cir"] == ("quantize", "paraphrase_acc_t1")
+    assert matrix.worst["rmu"] == ("finetune", "paraphrase_max_acc_t1")
+    assert matrix.lead is not None and matrix.lead.baseline == "rmu" and matrix.lead.called
