@@ -198,20 +198,18 @@ def check_same_unlearning(parts: Sequence[tuple[str, BenchResults]]) -> None:
     Raises:
         DataError: naming the method, the parts and what differs.
     """
-    seen: dict[tuple[str, int, float, int | None], tuple[str, int, float]] = {}
+    seen: dict[tuple[str, int, float, int | None], tuple[str, int, float]] = {}  # -> (part, epochs, V)
     for name, part in parts:
         for run in part.runs:
             key = (run.method, run.seed, run.budget, run.fold)
-            mine = (name, run.epochs, run.v_unlearned.metric(part.config["bench"]["metric"]))
-            if key in seen and (seen[key][1], round(seen[key][2], 9)) != (mine[1], round(mine[2], 9)):
-                first = seen[key]
+            epochs, v = run.epochs, round(run.v_unlearned.metric(part.config["bench"]["metric"]), 9)
+            first, first_epochs, first_v = seen.setdefault(key, (name, epochs, v))
+            if (first_epochs, first_v) != (epochs, v):
                 raise DataError(
-                    f"{run.method} (seed {run.seed}, fold {run.fold}) unlearned differently in {first[0]} "
-                    f"({first[1]} epochs kept, V {first[2]:.4f}) and {name} ({mine[1]} epochs, V "
-                    f"{mine[2]:.4f}): a worst case across them would mix two models; rerun the parts on "
-                    "one machine"
+                    f"{run.method} (seed {run.seed}, fold {run.fold}) unlearned differently in {first} "
+                    f"({first_epochs} epochs kept, V {first_v:.4f}) and {name} ({epochs} epochs, V "
+                    f"{v:.4f}): a worst case across them would mix two models; rerun the parts on one machine"
                 )
-            seen.setdefault(key, mine)
 
 
 def robustness_markdown(matrices: Sequence[Robustness]) -> str:
