@@ -226,4 +226,6 @@ def test_the_committed_smollm2_other_data_table_is_the_merge_of_its_parts():
     for run in [*merged.runs, *merged.controls]:
         assert {r.stage for r in run.per_fact} >= {"post_attack", "post_attack:other_data"}
     (matrix,) = robustness([(str(root / "bench"), committed)])
-    assert {"matrices": [matrix.to_json()]} == json.loads((folder / "robustness" / "robustness.json").read_text())
+    assert {"matrices": [matrix.to_json()]} == json.loads(
+        (folder / "robustness" / "robustness.json").read_text()
+    )
