@@ -206,10 +206,13 @@ def test_the_committed_smollm2_worst_case_recomputes_from_its_two_parts():
 
 
 def test_the_committed_smollm2_other_data_table_is_the_merge_of_its_parts():
-    """Issue 34's table (quantize per format + other-data fine-tune), run a seed or a method at a time."""
+    """Issue 34's table (quantize per format + other-data fine-tune), run a seed or a method at a time.
+
+    The merged results.json is not committed (7 MB, derivable): its table and matrix must recompute.
+    """
     import json
 
-    from cir.report import load_bench_results, merge_bench_results
+    from cir.report import bench_markdown, load_bench_results, merge_bench_results
     from cir.robustness import robustness
 
     root = Path("benchmarks/results/smollm2/protocol/other_data")
@@ -219,13 +222,12 @@ def test_the_committed_smollm2_other_data_table_is_the_merge_of_its_parts():
         for p in sorted((folder / "parts").iterdir())
     ]
     merged = merge_bench_results(parts)
-    committed = load_bench_results(folder / "bench" / "results.json")
-    assert merged.table == committed.table and len(merged.runs) == len(committed.runs)
-    assert {run.seed for run in merged.runs} == set(range(committed.config["bench"]["seeds"]))
+    assert bench_markdown(merged) == (folder / "bench" / "results.md").read_text()
+    assert {run.seed for run in merged.runs} == {0, 1}
     # the other-data fine-tune is recorded per fact beside the quantize attack, for every run and control
     for run in [*merged.runs, *merged.controls]:
         assert {r.stage for r in run.per_fact} >= {"post_attack", "post_attack:other_data"}
-    (matrix,) = robustness([(str(root / "bench"), committed)])
+    (matrix,) = robustness([(str(root / "bench"), merged)])
     assert {"matrices": [matrix.to_json()]} == json.loads(
         (folder / "robustness" / "robustness.json").read_text()
     )
