@@ -101,6 +101,17 @@ def test_bad_settings_are_named_together_when_the_config_is_built():
         Config(mcq_format="both")
 
 
+def test_train_facts_attacks_with_the_first_facts_of_t_only():
+    """`train_facts=1` is the attack on T's first fact: the same training as passing that fact alone."""
+    capped = attack(tiny.model("llama"), train_facts=1)
+    alone = attack(tiny.model("llama"), train=TRAIN[:1])
+    whole = attack(tiny.model("llama"))
+    assert [(e.facts, e.train_loss) for e in capped.history] == [(e.facts, e.train_loss) for e in alone.history]
+    assert [(e.facts, e.train_loss) for e in capped.history] != [(e.facts, e.train_loss) for e in whole.history]
+    with pytest.raises(ConfigError, match=r"attack\.train_facts must be >= 1 or null"):
+        Config(train_facts=0)
+
+
 def test_history_has_one_entry_per_epoch_plus_before():
     model = tiny.model("llama")
     result = attack(model, epochs=4, mcq_format="letter")

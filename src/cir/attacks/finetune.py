@@ -47,6 +47,9 @@ class Config(AttackConfig):
     epochs: int = 10  # passes over T's sentences [100]; on the demo model V peaks within 2-5
     batch_size: int = 32  # sentences per step [32]
     sentences_per_fact: int | None = None  # first N sentences of each T fact; None = all of them
+    # the first N of T's facts; None = all. Holds the attack's size fixed when fact sets differ in
+    # size, so that drops on a large set and a small one measure the same attack.
+    train_facts: int | None = None
     trained: Literal["mlp", "all"] = "mlp"  # "mlp": every layer's MLP linear weights [paper]; "all": all
     max_length: int = 128  # tokens per sentence, longer ones are cut
     mcq_format: McqFormat = "choice"  # "letter" for models that follow A-D prompts
@@ -64,7 +67,13 @@ class Config(AttackConfig):
         Raises:
             ConfigError: naming every field out of range.
         """
-        check_training(self, [("trained", "mlp or all", self.trained in ("mlp", "all"))])
+        check_training(
+            self,
+            [
+                ("trained", "mlp or all", self.trained in ("mlp", "all")),
+                ("train_facts", ">= 1 or null", self.train_facts is None or self.train_facts >= 1),
+            ],
+        )
 
 
 @ATTACKS.register("finetune", Config, "T/V relearning: fine-tune on T's sentences, score V each epoch")
@@ -78,8 +87,9 @@ class Finetune:
         self.config = config
 
     def train_texts(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact] = ()) -> list[str]:
-        """What the attack trains on: T's sentences (the first `sentences_per_fact` of each); V is unused."""
-        return fact_sentences(train_facts, self.config.sentences_per_fact)
+        """What the attack trains on: the sentences of T's first `train_facts` facts (the first
+        `sentences_per_fact` of each); V is unused."""
+        return fact_sentences(train_facts[: self.config.train_facts], self.config.sentences_per_fact)
 
     def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
         """Refuse an empty T or V, or a T/V pair that overlaps.
