@@ -223,7 +223,7 @@ def test_the_committed_smollm2_other_data_table_is_the_merge_of_its_parts():
     ]
     merged = merge_bench_results(parts)
     assert bench_markdown(merged) == (folder / "bench" / "results.md").read_text()
-    assert {run.seed for run in merged.runs} == {0, 1}
+    assert {run.seed for run in merged.runs} == {0, 1, 2}
     # the other-data fine-tune is recorded per fact beside the quantize attack, for every run and control
     for run in [*merged.runs, *merged.controls]:
         assert {r.stage for r in run.per_fact} >= {"post_attack", "post_attack:other_data"}
