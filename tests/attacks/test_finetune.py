@@ -106,8 +106,12 @@ def test_train_facts_attacks_with_the_first_facts_of_t_only():
     capped = attack(tiny.model("llama"), train_facts=1)
     alone = attack(tiny.model("llama"), train=TRAIN[:1])
     whole = attack(tiny.model("llama"))
-    assert [(e.facts, e.train_loss) for e in capped.history] == [(e.facts, e.train_loss) for e in alone.history]
-    assert [(e.facts, e.train_loss) for e in capped.history] != [(e.facts, e.train_loss) for e in whole.history]
+    assert [(e.facts, e.train_loss) for e in capped.history] == [
+        (e.facts, e.train_loss) for e in alone.history
+    ]
+    assert [(e.facts, e.train_loss) for e in capped.history] != [
+        (e.facts, e.train_loss) for e in whole.history
+    ]
     with pytest.raises(ConfigError, match=r"attack\.train_facts must be >= 1 or null"):
         Config(train_facts=0)
 

@@ -87,8 +87,11 @@ class Finetune:
         self.config = config
 
     def train_texts(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact] = ()) -> list[str]:
-        """What the attack trains on: the sentences of T's first `train_facts` facts (the first
-        `sentences_per_fact` of each); V is unused."""
+        """What the attack trains on: T's sentences; V is unused.
+
+        Only the first `train_facts` facts of T (all when None), and the first `sentences_per_fact`
+        sentences of each.
+        """
         return fact_sentences(train_facts[: self.config.train_facts], self.config.sentences_per_fact)
 
     def check(self, train_facts: Sequence[Fact], eval_facts: Sequence[Fact]) -> None:
